@@ -1,0 +1,135 @@
+"""Command line: parse arguments, call the API, map errors to exit codes.
+
+Exit codes: 0 ok, 1 a stage failed (the message says how to resume), 2 bad input (config, files),
+130 interrupted. Errors are printed as messages, never tracebacks (``--debug`` shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from curate import __version__
+from curate.errors import CurateError
+
+log = logging.getLogger("curate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="curate", description="Build ImageNet-style image datasets end to end.")
+    parser.add_argument("--version", action="version", version=f"curate {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) a pipeline")
+    run.add_argument("pipeline", type=Path, help="pipeline YAML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set annotate.votes_per_image=5 (repeatable)")
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--only", action="append", metavar="STAGE", help="run only this stage (repeatable)")
+    group.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and the ones after it")
+    run.add_argument("--run-dir", type=Path, help="override run.dir")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
+
+    status = sub.add_parser("status", help="per-stage and per-class counts of a run")
+    status.add_argument("run_dir", type=Path)
+
+    validate = sub.add_parser("validate", help="check a pipeline file without running it")
+    validate.add_argument("pipeline", type=Path)
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser("doctor", help="report WordNet, torch, device, weights and Label Studio status")
+    setup = sub.add_parser("setup", help="install WordNet 3.0 data where nltk finds it")
+    setup.add_argument("--target", type=Path, help="nltk data folder (default: inside the environment)")
+    setup.add_argument("--no-download", action="store_true", help="skip nltk's downloader (offline)")
+    sub.add_parser("stages", help="list the pipeline's stages")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CurateError as exc:
+        if args.debug:
+            log.exception("error")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a bug: say so plainly; the log file (and --debug) keep the traceback
+        log.debug("unexpected error", exc_info=True)
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything finished so far is saved; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from curate.config import load_config
+    from curate.runner import open_run, run_pipeline, setup_logging
+    from curate.summary import print_run_summary
+
+    config = load_config(args.pipeline, args.overrides, run_dir=args.run_dir)
+    setup_logging(config.run.dir, config.run.log_level, quiet=args.quiet)
+    resume = " ".join(["curate", "run", shlex.quote(str(args.pipeline))]
+                      + [f"--set {shlex.quote(o)}" for o in args.overrides]
+                      + ([f"--run-dir {shlex.quote(str(args.run_dir))}"] if args.run_dir else []))
+    ctx = open_run(config, progress=not args.no_progress and sys.stderr.isatty(), resume_command=resume)
+    try:
+        summary = run_pipeline(ctx, only=args.only, start=args.start)
+        print_run_summary(ctx, summary)
+    finally:
+        ctx.catalog.close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from curate.summary import print_status
+
+    return print_status(args.run_dir)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from curate.config import load_config
+
+    config = load_config(args.pipeline, args.overrides)
+    print(f"{args.pipeline}: ok (run dir {config.run.dir})")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from curate.doctor import run_doctor
+
+    return run_doctor()
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from curate.runner import setup_logging
+    from curate.wordnet_data import ensure_wordnet
+
+    setup_logging(None)
+    info = ensure_wordnet(args.target, use_downloader=not args.no_download)
+    print(f"WordNet {info.version} ready at {info.path}")
+    return 0
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from curate.runner import default_registry
+
+    for name, description in default_registry().describe():
+        print(f"{name:<11} {description}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "validate": cmd_validate, "doctor": cmd_doctor,
+            "setup": cmd_setup, "stages": cmd_stages}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Crowd annotation backends (one module each) and vote aggregation."""

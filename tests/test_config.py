@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import pipeline_dict, write_pipeline
+
+from curate.cli import main
+from curate.config import load_config
+from curate.errors import ConfigError
+
+
+def test_valid_pipeline_resolves_paths_and_defaults(pipeline_file: Path, corpus: Path):
+    config = load_config(pipeline_file)
+    assert config.candidates.sources[0].root == corpus.resolve()
+    assert config.annotate.votes_per_image == 3
+    assert config.export.drop_label_issues is True
+
+
+def test_relative_paths_resolve_against_the_yaml_folder(tmp_path: Path, corpus: Path):
+    data = pipeline_dict(Path("corpus"), Path("runs/x"))
+    config = load_config(write_pipeline(tmp_path / "p.yaml", data))
+    assert config.run.dir == (tmp_path / "runs" / "x").resolve()
+    assert config.candidates.sources[0].root == corpus.resolve()
+
+
+def test_every_problem_is_reported_at_once_with_its_yaml_path(tmp_path: Path, corpus: Path):
+    data = pipeline_dict(corpus, tmp_path / "run")
+    data["annotate"]["votes_per_imag"] = 3
+    data["noise"]["folds"] = 1
+    data["candidates"]["sources"][0]["captions"] = ["telepathy"]
+    with pytest.raises(ConfigError) as info:
+        load_config(write_pipeline(tmp_path / "p.yaml", data))
+    problems = "\n".join(info.value.problems)
+    assert "annotate.votes_per_imag: unknown key" in problems
+    assert "noise.folds:" in problems
+    assert "candidates.sources.0.captions.0:" in problems
+    assert len(info.value.problems) == 3
+
+
+def test_bad_wnid_and_missing_section(tmp_path: Path, corpus: Path):
+    data = pipeline_dict(corpus, tmp_path / "run")
+    data["synsets"]["wnids"] = ["dog"]
+    del data["candidates"]
+    with pytest.raises(ConfigError) as info:
+        load_config(write_pipeline(tmp_path / "p.yaml", data))
+    text = str(info.value)
+    assert "synsets.wnids: not a WordNet noun id" in text and "candidates: required key missing" in text
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("run:\n  name: x\nsynsets: [dog\n")
+    with pytest.raises(ConfigError, match="YAML syntax error at line"):
+        load_config(path)
+
+
+def test_missing_corpus_folder(tmp_path: Path):
+    data = pipeline_dict(tmp_path / "nowhere", tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"candidates.sources.0.root: folder not found"):
+        load_config(write_pipeline(tmp_path / "p.yaml", data))
+
+
+def test_missing_weights_file(pipeline_file: Path):
+    with pytest.raises(ConfigError, match="noise.weights: file not found"):
+        load_config(pipeline_file, ["noise.weights=missing.pth"])
+
+
+def test_set_overrides_parse_yaml_values_and_list_items(pipeline_file: Path):
+    config = load_config(pipeline_file, ["annotate.votes_per_image=5", "candidates.sources.0.max_per_query=7",
+                                         "synsets.roots=[dog.n.01]"])
+    assert config.annotate.votes_per_image == 5
+    assert config.candidates.sources[0].max_per_query == 7
+    assert config.synsets.roots == ["dog.n.01"]
+    with pytest.raises(ConfigError, match="no list item '3'"):
+        load_config(pipeline_file, ["candidates.sources.3.root=x"])
+    with pytest.raises(ConfigError, match="annotate.bogus: unknown key"):
+        load_config(pipeline_file, ["annotate.bogus=1"])
+
+
+def test_cli_bad_input_exits_2_without_traceback(tmp_path: Path, corpus: Path):
+    data = pipeline_dict(corpus, tmp_path / "run")
+    data["export"]["colour"] = "blue"
+    path = write_pipeline(tmp_path / "p.yaml", data)
+    proc = subprocess.run([sys.executable, "-m", "curate", "run", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "export.colour: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # config errors fail before any work
+
+
+@pytest.mark.parametrize("text", ["just a string\n", "run: [\n"])
+def test_cli_malformed_files_exit_2(tmp_path: Path, capsys, text: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    assert "error: invalid configuration" in capsys.readouterr().err
+
+
+def test_cli_missing_pipeline_file(tmp_path: Path, capsys):
+    assert main(["run", str(tmp_path / "absent.yaml")]) == 2
+    assert "pipeline file not found" in capsys.readouterr().err
+
+
+def test_resolved_config_round_trips(pipeline_file: Path, tmp_path: Path):
+    from curate.config import save_resolved
+
+    config = load_config(pipeline_file)
+    save_resolved(config, tmp_path / "resolved.yaml")
+    again = load_config(tmp_path / "resolved.yaml")
+    assert again == config
+    assert yaml.safe_load((tmp_path / "resolved.yaml").read_text())["noise"]["weights"] == "none"
