@@ -14,6 +14,7 @@ gloss, each lemma followed by that word (ImageNet's rule: "whippet" -> "whippet 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 from curate.errors import ConfigError
@@ -44,7 +45,12 @@ def synset_from_id(ident: str):
     """``n02084071`` or ``dog.n.01`` -> nltk Synset. Raises one of LOOKUP_ERRORS when unknown."""
     wn = _wn()
     if re.fullmatch(r"n\d{8}", ident):
-        return wn.synset_from_pos_and_offset("n", int(ident[1:]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nltk warns and returns None for an unknown offset
+            synset = wn.synset_from_pos_and_offset("n", int(ident[1:]))
+        if synset is None:
+            raise LookupError(f"no noun synset at offset {ident[1:]}")
+        return synset
     synset = wn.synset(ident)
     if synset.pos() != "n":
         raise ValueError(f"{ident} is not a noun synset")
