@@ -1,0 +1,34 @@
+# Set-up and entry points. `make demo` and `make test` each create .venv and install WordNet 3.0
+# when missing, so either works first on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean-runs
+
+setup: $(STAMP)
+	$(BIN)/curate setup
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/curate run pipelines/demo.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check curate tests benchmarks scripts
+
+bench: setup
+	$(BIN)/python benchmarks/bench_embed.py
+
+clean-runs:
+	rm -rf runs
