@@ -15,7 +15,7 @@ SHARED = REPO.parent / "shared"
 MOBILENET = SHARED / "models" / "mobilenet_v2_imagenet.pth"
 IMAGENETTE_MINI = SHARED / "eval" / "imagenette-mini"
 
-DOG, CAT, MOUSE = "n02084071", "n02121808", "n02330245"
+DOG, CAT, MOUSE = "n02084071", "n02121620", "n02330245"  # dog.n.01, cat.n.01, mouse.n.01
 HOTDOG, COMPUTER_MOUSE = "n07697537", "n03793489"
 
 # (caption, true wnid, colour, shape): each class draws in its own colour so even a random backbone

@@ -74,10 +74,7 @@ def embed_images(
 
 @torch.inference_mode()
 def _embed_batch(batch: torch.Tensor, backbone: Backbone, on_cuda: bool) -> np.ndarray:
-    if on_cuda:
-        batch = batch.to(backbone.device, non_blocking=True, memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16):
-            output = backbone.model(batch)
-    else:
-        output = backbone.model(batch.to(backbone.device))
+    batch = batch.to(backbone.device, non_blocking=on_cuda, memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
+        output = backbone.model(batch)
     return output.float().cpu().numpy()
