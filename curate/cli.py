@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--only", action="append", metavar="STAGE", help="run only this stage (repeatable)")
     group.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and the ones after it")
     run.add_argument("--run-dir", type=Path, help="override run.dir")
+    run.add_argument("--force", action="store_true",
+                     help="re-run the selected stages even when their inputs did not change (paid work such as "
+                          "downloads and votes is still never repeated)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
 
@@ -83,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       + ([f"--run-dir {shlex.quote(str(args.run_dir))}"] if args.run_dir else []))
     ctx = open_run(config, progress=not args.no_progress and sys.stderr.isatty(), resume_command=resume)
     try:
-        summary = run_pipeline(ctx, only=args.only, start=args.start)
+        summary = run_pipeline(ctx, only=args.only, start=args.start, force=args.force)
         print_run_summary(ctx, summary)
     finally:
         ctx.catalog.close()

@@ -153,19 +153,21 @@ def open_run(config: PipelineConfig, progress: bool = True, resume_command: str 
 
 
 def run_pipeline(
-    ctx: Context, only: list[str] | None = None, start: str | None = None, registry: Registry | None = None
+    ctx: Context, only: list[str] | None = None, start: str | None = None, registry: Registry | None = None,
+    force: bool = False,
 ) -> RunSummary:
     registry = registry or default_registry()
     started = time.monotonic()
     results: dict[str, StageResult] = {}
     for name in select_stages(registry.names(), only, start):
-        results[name] = run_stage(registry.create(name), ctx)
+        results[name] = run_stage(registry.create(name), ctx, force=force)
     return RunSummary(ctx.run_dir, results, time.monotonic() - started)
 
 
-def run_stage(stage: Stage, ctx: Context) -> StageResult:
+def run_stage(stage: Stage, ctx: Context, force: bool = False) -> StageResult:
     print_ = fingerprint({"inputs": stage.fingerprint_inputs(ctx), "seed": ctx.seed})
-    if ctx.catalog.last_ok_fingerprint(stage.name) == print_ and not stage.has_pending_work(ctx):
+    unchanged = ctx.catalog.last_ok_fingerprint(stage.name) == print_
+    if not force and unchanged and not stage.has_pending_work(ctx):
         log.info("[%s] nothing to do (inputs unchanged since the last successful run)", stage.name)
         return StageResult(nothing_to_do=True)
     log.info("[%s] %s", stage.name, stage.description)

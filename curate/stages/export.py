@@ -35,7 +35,7 @@ class ExportStage(Stage):
         labels = [tuple(r) for r in ctx.catalog.final_labels()]
         issues = sorted(ctx.catalog.issue_shas("label"))
         return {"config": ctx.config.export.model_dump(mode="json"), "labels": fingerprint(labels),
-                "issues": fingerprint(issues)}
+                "issues": fingerprint(issues), "noise_run": ctx.catalog.last_ok_fingerprint("noise")}
 
     def run(self, ctx: Context) -> StageResult:
         table = self._select(ctx)
@@ -62,8 +62,9 @@ class ExportStage(Stage):
         table = table.drop(columns="rank").rename(columns={"path": "store_path"})
         flagged = ctx.catalog.issue_shas("label")
         table["label_issue"] = table["sha256"].isin(flagged)
-        dropped = int(table["label_issue"].sum()) if cfg.drop_label_issues else 0
-        if cfg.drop_label_issues:
+        drop = cfg.drop_label_issues and self._issues_trustworthy(ctx)
+        dropped = int(table["label_issue"].sum()) if drop else 0
+        if drop:
             table = table[~table["label_issue"]]
         counts = table["wnid"].value_counts()
         small = counts[counts < cfg.min_images_per_class]
@@ -74,6 +75,17 @@ class ExportStage(Stage):
         table = table.sort_values(["wnid", "sha256"]).reset_index(drop=True)
         table.attrs["dropped_issues"] = dropped
         return table
+
+    @staticmethod
+    def _issues_trustworthy(ctx: Context) -> bool:
+        """Issues found on an untrained backbone (the ``weights_fallback: none`` path) are kept in the
+        export, marked in labels.csv, instead of deleting a random share of the dataset."""
+        noise = {r["stage"]: json.loads(r["stats"] or "{}") for r in ctx.catalog.stage_summary()}.get("noise", {})
+        if str(noise.get("backbone", "")).endswith(":none"):
+            log.warning("export: label issues came from an untrained backbone; flagged images are kept "
+                        "(label_issue column in labels.csv), not dropped")
+            return False
+        return True
 
     def _write_images(self, ctx: Context, table: pd.DataFrame, root: Path) -> None:
         paths = []

@@ -51,7 +51,7 @@ class NoiseStage(Stage):
         report = self._report(ctx, table, summary, backbone, small, overall)
         stats = {"images": len(kept), "classes_evaluated": int(kept["wnid"].nunique()),
                  "label_issues": int(table["is_label_issue"].sum()), "estimated_noise_rate": round(overall, 4),
-                 "classes_too_small": len(small)}
+                 "classes_too_small": len(small), "backbone": backbone.key}
         return StageResult(stats=stats, outputs={"report": str(report)})
 
     # ------------------------------------------------------------------ steps
