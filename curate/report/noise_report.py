@@ -1,27 +1,38 @@
-"""Write the label-noise report analysts review.
+"""The label-noise report: one folder an analyst opens in a browser or loads into pandas.
 
-Reads: the per-image table (sha256, given/predicted label and name, label_score, is_label_issue,
-issue_rank), the per-class summary and the stored images. Writes into ``out_dir``: ``index.html``
-(standalone, inline CSS, autoescaped), ``label_issues.csv`` (flagged rows, most likely wrong first),
-``all_labels.csv``, ``class_summary.csv``, ``noise_by_class.png`` and ``thumbs/<sha256>.jpg`` for
-flagged images. The HTML is written last, through a temporary file, so a report that exists is whole.
+Reads: the per-image table and per-class summary of the noise stage, and the images (through
+``image_path(sha256)``) of the flagged rows. Writes into ``out_dir``: ``index.html`` (jinja2,
+autoescaped, inline CSS, no external assets), ``label_issues.csv`` (flagged rows by rank),
+``all_labels.csv``, ``class_summary.csv``, ``noise_rate_by_class.png`` and ``thumbs/<sha256>.jpg``.
+Everything is written into a sibling ``.<name>.incomplete`` folder first and renamed into place
+at the end, so a crash never leaves a half report, and a rerun replaces the previous one whole.
+On failure: an image that cannot be read gets no thumbnail (a logged warning, a placeholder in the
+page); missing table columns raise ``ValueError``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-import matplotlib
+import jinja2
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image, ImageOps
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
-from PIL import Image  # noqa: E402
+log = logging.getLogger(__name__)
 
-_ENV = Environment(loader=PackageLoader("curate.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
+TABLE_COLUMNS = ("sha256", "given_label", "given_name", "predicted_label", "predicted_name", "label_score",
+                 "is_label_issue", "issue_rank")
+SUMMARY_COLUMNS = ("label", "name", "n_given", "n_label_issues", "estimated_noise_rate", "label_quality")
+CHART_NAME = "noise_rate_by_class.png"
+THUMBS_DIR = "thumbs"
+NAME_COLUMNS = {"given_name": "given_label", "predicted_name": "predicted_label"}
 
 
 def write_noise_report(
@@ -34,45 +45,113 @@ def write_noise_report(
     max_flagged: int = 500,
     thumb_px: int = 128,
 ) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the report folder and return the path of its ``index.html``."""
+    _require_columns(table, TABLE_COLUMNS, "table")
+    _require_columns(class_summary, SUMMARY_COLUMNS, "class_summary")
+    out_dir = Path(out_dir)
     flagged = table[table["is_label_issue"]].sort_values("issue_rank")
-    flagged.to_csv(out_dir / "label_issues.csv", index=False)
-    table.to_csv(out_dir / "all_labels.csv", index=False)
-    class_summary.to_csv(out_dir / "class_summary.csv", index=False)
-    shown = flagged.head(max_flagged)
-    _write_thumbs(out_dir / "thumbs", shown["sha256"], image_path, thumb_px)
-    _plot_noise(out_dir / "noise_by_class.png", class_summary)
-    html = _ENV.get_template("noise_report.html.j2").render(
-        title=title, meta=meta, classes=class_summary.sort_values("estimated_noise_rate", ascending=False)
-        .to_dict("records"), flagged=shown.to_dict("records"), n_flagged=len(flagged), n_total=len(table),
+    summary = class_summary.sort_values("estimated_noise_rate", ascending=False)
+    with _staged(out_dir) as staging:
+        _write_tables(staging, table, flagged, class_summary)
+        thumbs = _write_thumbs(staging / THUMBS_DIR, flagged.head(max_flagged), image_path, thumb_px)
+        _write_chart(staging / CHART_NAME, summary)
+        html = _render(title, meta, table, flagged, summary, thumbs, max_flagged, thumb_px)
+        (staging / "index.html").write_text(html, encoding="utf-8")
+    log.info("noise report: %s (%d flagged of %d)", out_dir / "index.html", len(flagged), len(table))
+    return out_dir / "index.html"
+
+
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks columns: {', '.join(missing)}")
+
+
+@contextmanager
+def _staged(out_dir: Path) -> Iterator[Path]:
+    """A fresh sibling folder to write into: renamed to ``out_dir`` on success, removed on failure."""
+    staging = out_dir.with_name(f".{out_dir.name}.incomplete")
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed earlier attempt
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _replace_dir(staging, out_dir)
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    """Swap the finished folder into place; the old report, if any, is removed only after."""
+    previous = out_dir.with_name(f".{out_dir.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(previous)
+    staging.rename(out_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _write_tables(folder: Path, table: pd.DataFrame, flagged: pd.DataFrame, summary: pd.DataFrame) -> None:
+    flagged.to_csv(folder / "label_issues.csv", index=False)
+    table.to_csv(folder / "all_labels.csv", index=False)
+    summary.to_csv(folder / "class_summary.csv", index=False)
+
+
+def _write_thumbs(
+    folder: Path, rows: pd.DataFrame, image_path: Callable[[str], Path], thumb_px: int
+) -> set[str]:
+    """JPEG thumbnails of the flagged images; returns the sha256 of those written."""
+    folder.mkdir()
+    written: set[str] = set()
+    for sha256 in tqdm(rows["sha256"].unique(), desc="thumbnails", unit="img", disable=len(rows) < 100):
+        try:
+            with Image.open(image_path(sha256)) as image:
+                thumb = ImageOps.exif_transpose(image).convert("RGB")
+                thumb.thumbnail((thumb_px, thumb_px))
+                thumb.save(folder / f"{sha256}.jpg", quality=85)
+            written.add(sha256)
+        except (OSError, ValueError) as exc:
+            log.warning("no thumbnail for %s: %s", sha256, exc)
+    return written
+
+
+def _write_chart(path: Path, summary: pd.DataFrame) -> None:
+    """Horizontal bars of cleanlab's estimated noise rate per class, noisiest on top."""
+    rows = summary.iloc[::-1]
+    fig = Figure(figsize=(7, max(2.0, 0.28 * len(rows) + 0.9)), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    names = _with_names(rows, {"name": "label"})["name"]
+    ax.barh([f"{n} ({lbl})" for n, lbl in zip(names, rows["label"], strict=True)],
+            rows["estimated_noise_rate"], color="#c0392b")
+    ax.set_xlabel("estimated noise rate (fraction of given labels that are wrong)")
+    ax.set_xlim(0, max(0.05, float(rows["estimated_noise_rate"].max()) * 1.1))
+    ax.tick_params(axis="y", labelsize=8)
+    fig.savefig(path)
+
+
+def _render(title: str, meta: dict, table: pd.DataFrame, flagged: pd.DataFrame, summary: pd.DataFrame,
+            thumbs: set[str], max_flagged: int, thumb_px: int) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("curate.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
     )
-    target = out_dir / "index.html"
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    meta = {**meta}
+    meta.setdefault("generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    return env.get_template("noise_report.html.j2").render(
+        title=title,
+        meta=meta,
+        n_images=len(table),
+        n_flagged=len(flagged),
+        classes=_with_names(summary, {"name": "label"}).to_dict("records"),
+        flagged=_with_names(flagged.head(max_flagged), NAME_COLUMNS).to_dict("records"),
+        thumbs=thumbs,
+        thumbs_dir=THUMBS_DIR,
+        thumb_px=thumb_px,
+        chart=CHART_NAME,
+    )
 
 
-def _write_thumbs(folder: Path, shas: pd.Series, image_path: Callable[[str], Path], thumb_px: int) -> None:
-    folder.mkdir(exist_ok=True)
-    for sha in shas:
-        target = folder / f"{sha}.jpg"
-        if target.exists():
-            continue
-        with Image.open(image_path(sha)) as img:
-            thumb = img.convert("RGB")
-            thumb.thumbnail((thumb_px, thumb_px))
-            thumb.save(target, quality=85)
-
-
-def _plot_noise(path: Path, summary: pd.DataFrame) -> None:
-    ordered = summary.sort_values("estimated_noise_rate")
-    labels = [f"{n} ({w})" if n else w for n, w in zip(ordered.get("name", ordered["label"]), ordered["label"],
-                                                        strict=True)]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(ordered) + 1.2))
-    ax.barh(labels, ordered["estimated_noise_rate"] * 100, color="#c0504d")
-    ax.set_xlabel("estimated label noise (%)")
-    ax.set_xlim(0, max(5.0, float(ordered["estimated_noise_rate"].max() * 110)))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _with_names(frame: pd.DataFrame, name_to_label: dict[str, str]) -> pd.DataFrame:
+    """Human names where known, the wnid where not (a synset without lemmas must not show "nan")."""
+    return frame.assign(**{name: frame[name].fillna(frame[label]) for name, label in name_to_label.items()})

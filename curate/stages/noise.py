@@ -65,7 +65,7 @@ class NoiseStage(Stage):
             chunk = missing[start : start + EMBED_CHUNK]
             paths = [ctx.store.path(s) for s in chunk]
             vectors = embed_images(paths, backbone, batch_size=ctx.config.noise.batch_size,
-                                   progress=ctx.progress_enabled)
+                                   num_workers=ctx.config.noise.num_workers, progress=ctx.progress_enabled)
             blobs = {s: v.astype(np.float32).tobytes() for s, v in zip(chunk, vectors, strict=True)}
             ctx.catalog.add_embeddings(backbone.key, backbone.feature_dim, blobs)
             cached.update(blobs)

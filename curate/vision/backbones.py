@@ -42,13 +42,14 @@ class WeightsUnavailable(CurateError):
 
     exit_code = 2
 
-    def __init__(self, name: str, weights: str, cause: Exception):
+    def __init__(self, name: str, weights: str, cause: Exception, url: str | None = None):
         hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
+        checkpoint = f"{hub_dir / Path(url).name} (from {url})" if url else f"the checkpoint in {hub_dir}"
         super().__init__(
             f"backbone '{name}': weights '{weights}' are unavailable ({type(cause).__name__}: {cause}).\n"
             f"Fix one of:\n"
-            f"  - place torchvision's checkpoint file for '{name}' in the torch hub cache {hub_dir}\n"
-            f"    (or run once where download.pytorch.org is reachable);\n"
+            f"  - place {checkpoint}\n"
+            f"    or run once where download.pytorch.org is reachable, which fills that cache;\n"
             f"  - set 'weights: <path to a state_dict .pth file>' for this backbone;\n"
             f"  - set 'weights: none' to start from random initialization."
         )
@@ -97,7 +98,9 @@ def load_backbone(name: str, weights: str = "imagenet", device: str | torch.devi
     return Backbone(name, weights, key, model, head.in_features, image_transform(name), torch_device)
 
 
-def build_classifier(name: str, weights: str, num_classes: int, device: str | torch.device = "auto") -> nn.Module:
+def build_classifier(
+    name: str, weights: str, num_classes: int, device: str | torch.device = "auto"
+) -> nn.Module:
     """The full classifier with its last Linear replaced by a new one with ``num_classes`` outputs."""
     model, _ = _build_model(name, weights)
     head_name, head = _last_linear(model, name)
@@ -148,7 +151,8 @@ def _imagenet_model(name: str) -> nn.Module:
     try:
         return torchvision.models.get_model(name, weights="DEFAULT")
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a corrupt cache file a RuntimeError
-        raise WeightsUnavailable(name, "imagenet", exc) from exc
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+        raise WeightsUnavailable(name, "imagenet", exc, url) from exc
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -92,7 +92,8 @@ def linear_probe(
     criterion = nn.CrossEntropyLoss()
     shuffle = torch.Generator().manual_seed(seed)
     for epoch in tqdm(range(epochs), desc="linear probe", unit="epoch", disable=not progress):
-        loss = train_one_epoch(head, _feature_batches(train_x, train_y, batch_size, shuffle), criterion, optimizer)
+        batches = _feature_batches(train_x, train_y, batch_size, shuffle)
+        loss = train_one_epoch(head, batches, criterion, optimizer)
         log.debug("epoch %d: train loss %.4f", epoch, loss)
     k = min(5, len(class_names))
     top1, topk, per_class = evaluate(head, _feature_batches(val_x, val_y, batch_size), k, class_names)
@@ -174,7 +175,8 @@ def _init_head(train_x: torch.Tensor, num_classes: int, seed: int) -> LinearHead
 def _feature_batches(features: torch.Tensor, targets: torch.Tensor, batch_size: int,
                      shuffle: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Minibatches of in-memory features, in a seeded random order when ``shuffle`` is given."""
-    order = torch.randperm(len(targets), generator=shuffle) if shuffle is not None else torch.arange(len(targets))
+    count = len(targets)
+    order = torch.randperm(count, generator=shuffle) if shuffle is not None else torch.arange(count)
     for index in order.split(batch_size):
         index = index.to(features.device)
         yield features[index], targets[index]
