@@ -270,7 +270,8 @@ class Catalog:
     def truth_table(self) -> dict[str, set[str]]:
         """sha256 -> true wnids, from the candidates whose corpus carries ground truth."""
         truth: dict[str, set[str]] = {}
-        for row in self.query("SELECT sha256, true_wnids FROM candidates WHERE sha256 IS NOT NULL AND true_wnids IS NOT NULL"):
+        sql = "SELECT sha256, true_wnids FROM candidates WHERE sha256 IS NOT NULL AND true_wnids IS NOT NULL"
+        for row in self.query(sql):
             truth.setdefault(row["sha256"], set()).update(row["true_wnids"].split())
         return truth
 

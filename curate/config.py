@@ -35,7 +35,7 @@ class RunConfig(Section):
 
 
 class SynsetsConfig(Section):
-    roots: list[str] = Field(default_factory=list, description="synset names (dog.n.01) or wnids whose subtree is taken")
+    roots: list[str] = Field(default_factory=list, description="synset names (dog.n.01) or wnids; subtrees taken")
     max_depth: int = Field(0, ge=0, description="levels below each root; 0 = the roots themselves")
     leaves_only: bool = False
     wnids: list[str] = Field(default_factory=list, description="explicit ImageNet-style ids, n########")
@@ -222,7 +222,9 @@ def _format_error(error: dict[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{where}: required key missing"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message} (got {error.get('input')!r})" if error["type"] != "value_error" else f"{where}: {message}"
+    if error["type"] == "value_error":
+        return f"{where}: {message}"
+    return f"{where}: {message} (got {error.get('input')!r})"
 
 
 def _resolve_paths(config: PipelineConfig, base: Path) -> None:

@@ -35,7 +35,8 @@ def test_sidecar_and_filename_captions_whole_word_and_plural(tmp_path: Path):
 
 def test_index_csv_carries_provenance_and_truth(tmp_path: Path):
     make(tmp_path, "x.png")
-    (tmp_path / "index.csv").write_text("file,caption,license,creator,true_wnids\nx.png,hot dog,CC0-1.0,Ann,n07697537\n")
+    header = "file,caption,license,creator,true_wnids\n"
+    (tmp_path / "index.csv").write_text(header + "x.png,hot dog,CC0-1.0,Ann,n07697537\n")
     source = create_source(LocalSourceConfig(root=tmp_path, index="index.csv", captions=["index"]))
     (hit,) = source.search("dog", 5)
     assert (hit.title, hit.license, hit.creator, hit.true_wnids) == ("hot dog", "CC0-1.0", "Ann", "n07697537")

@@ -8,7 +8,7 @@ complete tasks. When the corpus carries ground truth, the agreement of labels wi
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 
 from curate import wordnet
 from curate.crowd.aggregate import aggregate
@@ -56,7 +56,8 @@ class AnnotateStage(Stage):
     @staticmethod
     def _label_stats(labels: list[dict], truth: dict[str, set[str]]) -> dict[str, float | int]:
         accepted = sum(row["accepted"] for row in labels)
-        stats: dict[str, float | int] = {"labels": len(labels), "accepted": accepted, "rejected": len(labels) - accepted}
+        stats: dict[str, float | int] = {"labels": len(labels), "accepted": accepted,
+                                         "rejected": len(labels) - accepted}
         is_true = make_truth(truth)
         judged = [(row["accepted"], is_true(row["sha256"], row["wnid"])) for row in labels]
         judged = [(a, t) for a, t in judged if t is not None]
@@ -68,7 +69,7 @@ class AnnotateStage(Stage):
 def make_truth(truth: dict[str, set[str]]):
     """(sha256, wnid) -> True/False from the corpus's true wnids (hyponyms count), None when unknown."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def synset(ident: str):
         try:
             return wordnet.synset_from_id(ident)
