@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from curate.config import load_config
-    from curate.runner import open_run, run_pipeline, setup_logging
+    from curate.runner import close_logging, open_run, run_pipeline, setup_logging
     from curate.summary import print_run_summary
 
     config = load_config(args.pipeline, args.overrides, run_dir=args.run_dir)
@@ -90,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_run_summary(ctx, summary)
     finally:
         ctx.catalog.close()
+        close_logging()
     return 0
 
 

@@ -197,19 +197,31 @@ def _fmt_stats(stats: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in stats.items())
 
 
+_HANDLER_NAME = "curate"
+
+
+def close_logging() -> None:
+    """Remove (and close) the handlers setup_logging installed; embedding programs keep theirs."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def setup_logging(run_dir: Path | None, level: str = "info", quiet: bool = False) -> None:
     """Console (stderr) at ``level`` and, for a run, ``logs/curate.log`` at debug."""
+    close_logging()
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
     root.setLevel(logging.DEBUG)
     console = logging.StreamHandler()
+    console.set_name(_HANDLER_NAME)
     console.setLevel(logging.WARNING if quiet else getattr(logging, level.upper()))
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     root.addHandler(console)
     if run_dir is not None:
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(run_dir / "logs" / "curate.log", encoding="utf-8")
+        file_handler.set_name(_HANDLER_NAME)
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(file_handler)
