@@ -27,7 +27,7 @@ Usage::
     python scripts/build_demo_corpus.py            # (re)build data/demo
     python scripts/build_demo_corpus.py --list     # print the search hits with captions, write nothing
 
-Needs Python 3.9+ and Pillow.
+Run it with the project's environment (``.venv/bin/python``): it imports curate's search.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+
+from curate.sources.local import tokenize, word_forms  # the search exactly as the pipeline runs it
 
 OCC_PNG = Path("/usr/share/openclipart/png")
 OCC_SVG = Path("/usr/share/openclipart/svg")
@@ -404,22 +406,10 @@ LABELS = {
     "tux:vehicles/race/indycar.png": "n02958343",  # car.n.01
 }
 
-_WORD = re.compile(r"[a-z0-9]+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
 
 # --- the search, as curate.sources.local does it ---------------------------------------------
-
-
-def tokenize(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def word_forms(word: str) -> set[str]:
-    forms = {word, word + "s", word + "es"}
-    if word.endswith("y") and len(word) > 2:
-        forms.add(word[:-1] + "ies")
-    return forms
 
 
 def search_words(caption: str, stem: str) -> frozenset[str]:
