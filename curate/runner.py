@@ -165,13 +165,13 @@ def run_pipeline(
 
 
 def run_stage(stage: Stage, ctx: Context, force: bool = False) -> StageResult:
-    print_ = fingerprint({"inputs": stage.fingerprint_inputs(ctx), "seed": ctx.seed})
-    unchanged = ctx.catalog.last_ok_fingerprint(stage.name) == print_
+    current = fingerprint({"inputs": stage.fingerprint_inputs(ctx), "seed": ctx.seed})
+    unchanged = ctx.catalog.last_ok_fingerprint(stage.name) == current
     if not force and unchanged and not stage.has_pending_work(ctx):
         log.info("[%s] nothing to do (inputs unchanged since the last successful run)", stage.name)
         return StageResult(nothing_to_do=True)
     log.info("[%s] %s", stage.name, stage.description)
-    run_id = ctx.catalog.start_stage(stage.name, print_)
+    run_id = ctx.catalog.start_stage(stage.name, current)
     started = time.monotonic()
     try:
         result = stage.run(ctx)
