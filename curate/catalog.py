@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,8 +186,10 @@ class Catalog:
     def pending_candidates(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM candidates WHERE status = 'pending' ORDER BY id")
 
-    def record_downloads(self, outcomes: list[dict[str, Any]]) -> None:
-        """Outcomes: {id, status, error, sha256, image: dict|None}. Images are inserted once (by sha256)."""
+    def record_downloads(self, outcomes: list[dict[str, Any]]) -> Counter[str]:
+        """Outcomes: {id, status, error, sha256, image: dict|None}. Images are inserted once (by sha256).
+        Returns the statuses written (a downloaded image already seen in its class becomes 'duplicate')."""
+        written: Counter[str] = Counter()
         with self.transaction() as db:
             for out in outcomes:
                 image = out.get("image")
@@ -203,6 +206,8 @@ class Catalog:
                     "UPDATE candidates SET status = ?, error = ?, sha256 = ? WHERE id = ?",
                     (status, out.get("error"), out.get("sha256"), out["id"]),
                 )
+                written[status] += 1
+        return written
 
     @staticmethod
     def _seen_in_class(db: sqlite3.Connection, sha256: str, candidate_id: int) -> bool:
@@ -349,6 +354,10 @@ class Catalog:
         return self.scalar(
             "SELECT fingerprint FROM stage_runs WHERE stage = ? AND status = 'ok' ORDER BY id DESC LIMIT 1", (stage,)
         )
+
+    def stage_stats(self) -> dict[str, dict[str, Any]]:
+        """stage -> the stats of its latest run."""
+        return {r["stage"]: json.loads(r["stats"] or "{}") for r in self.stage_summary()}
 
     def stage_summary(self) -> list[sqlite3.Row]:
         return self.query(

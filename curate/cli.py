@@ -84,12 +84,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     resume = " ".join(["curate", "run", shlex.quote(str(args.pipeline))]
                       + [f"--set {shlex.quote(o)}" for o in args.overrides]
                       + ([f"--run-dir {shlex.quote(str(args.run_dir))}"] if args.run_dir else []))
-    ctx = open_run(config, progress=not args.no_progress and sys.stderr.isatty(), resume_command=resume)
     try:
-        summary = run_pipeline(ctx, only=args.only, start=args.start, force=args.force)
-        print_run_summary(ctx, summary)
+        ctx = open_run(config, progress=not args.no_progress and sys.stderr.isatty(), resume_command=resume)
+        try:
+            summary = run_pipeline(ctx, only=args.only, start=args.start, force=args.force)
+            print_run_summary(ctx, summary)
+        finally:
+            ctx.catalog.close()
     finally:
-        ctx.catalog.close()
         close_logging()
     return 0
 

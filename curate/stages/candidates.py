@@ -58,7 +58,7 @@ class CandidatesStage(Stage):
         pending = ctx.catalog.pending_candidates()
         cfg = ctx.config.candidates.download
         fetcher = Fetcher(cfg.timeout_s, cfg.retries, cfg.max_bytes, cfg.user_agent)
-        counts = {"downloaded": 0, "duplicate": 0, "failed": 0, "rejected": 0}
+        counts = dict.fromkeys(("downloaded", "duplicate", "failed", "rejected"), 0)
         if not pending:
             return counts
         bar = ctx.progress(total=len(pending), desc="download", unit="img")
@@ -66,20 +66,10 @@ class CandidatesStage(Stage):
             for start in range(0, len(pending), BATCH_SIZE):
                 batch = pending[start : start + BATCH_SIZE]
                 outcomes = list(pool.map(lambda row: ingest(row, fetcher, ctx.store, cfg), batch))
-                ctx.catalog.record_downloads(outcomes)
+                for status, n in ctx.catalog.record_downloads(outcomes).items():
+                    counts[status] += n
                 bar.update(len(batch))
         bar.close()
-        return self._count_statuses(ctx, [row["id"] for row in pending], counts)
-
-    @staticmethod
-    def _count_statuses(ctx: Context, ids: list[int], counts: dict[str, int]) -> dict[str, int]:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            for row in ctx.catalog.query(
-                f"SELECT status, COUNT(*) FROM candidates WHERE id IN ({','.join('?' * len(chunk))}) GROUP BY status",
-                chunk,
-            ):
-                counts[row[0]] = counts.get(row[0], 0) + row[1]
         return counts
 
 

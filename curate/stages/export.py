@@ -80,7 +80,7 @@ class ExportStage(Stage):
     def _issues_trustworthy(ctx: Context) -> bool:
         """Issues found on an untrained backbone (the ``weights_fallback: none`` path) are kept in the
         export, marked in labels.csv, instead of deleting a random share of the dataset."""
-        noise = {r["stage"]: json.loads(r["stats"] or "{}") for r in ctx.catalog.stage_summary()}.get("noise", {})
+        noise = ctx.catalog.stage_stats().get("noise", {})
         if str(noise.get("backbone", "")).endswith(":none"):
             log.warning("export: label issues came from an untrained backbone; flagged images are kept "
                         "(label_issue column in labels.csv), not dropped")
@@ -141,7 +141,7 @@ def datasheet(ctx: Context, table: pd.DataFrame) -> dict:
                "train": int((g["split"] == "train").sum()), "val": int((g["split"] == "val").sum())}
         for wnid, g in table.groupby("wnid")
     }
-    stage_stats = {r["stage"]: json.loads(r["stats"] or "{}") for r in cat.stage_summary()}
+    stage_stats = cat.stage_stats()
     return {
         "name": ctx.config.run.name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
