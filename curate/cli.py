@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="re-run the selected stages even when their inputs did not change (paid work such as "
                           "downloads and votes is still never repeated)")
+    run.add_argument("--allow-partial", action="store_true",
+                     help="when the crowd still owes votes, run the later stages on the labels complete so far")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
 
@@ -76,23 +78,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from curate.config import load_config
-    from curate.runner import close_logging, open_run, run_pipeline, setup_logging
+    from curate.runner import open_run, run_pipeline
+    from curate.stages import STAGES
     from curate.summary import print_run_summary
 
     config = load_config(args.pipeline, args.overrides, run_dir=args.run_dir)
-    setup_logging(config.run.dir, config.run.log_level, quiet=args.quiet)
     resume = " ".join(["curate", "run", shlex.quote(str(args.pipeline))]
                       + [f"--set {shlex.quote(o)}" for o in args.overrides]
                       + ([f"--run-dir {shlex.quote(str(args.run_dir))}"] if args.run_dir else []))
-    try:
-        ctx = open_run(config, progress=not args.no_progress and sys.stderr.isatty(), resume_command=resume)
-        try:
-            summary = run_pipeline(ctx, only=args.only, start=args.start, force=args.force)
-            print_run_summary(ctx, summary)
-        finally:
-            ctx.catalog.close()
-    finally:
-        close_logging()
+    progress = not args.no_progress and sys.stderr.isatty()
+    with open_run(config, progress=progress, resume_command=resume, allow_partial=args.allow_partial,
+                  quiet=args.quiet) as ctx:
+        summary = run_pipeline(ctx, STAGES, only=args.only, start=args.start, force=args.force)
+        print_run_summary(summary, resume)
     return 0
 
 
@@ -127,9 +125,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    from curate.runner import default_registry
+    from curate.stages import STAGES
 
-    for name, description in default_registry().describe():
+    for name, description in STAGES.describe():
         print(f"{name:<11} {description}")
     return 0
 

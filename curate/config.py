@@ -1,24 +1,27 @@
-"""pipeline.yaml -> typed, validated configuration.
+"""pipeline.yaml -> typed, validated configuration, assembled from the plug-ins' own config classes.
 
-Reads: a YAML file plus ``--set a.b=c`` overrides. Every model rejects unknown keys; all problems
-are collected and raised together as one :class:`~curate.errors.ConfigError` (exit 2), each
-prefixed with its YAML path (``annotate.votes_per_image: ...``). Relative paths in the file are
-resolved against the folder holding the YAML file, so a pipeline means the same thing from any
-working directory. Secrets (tokens, API keys) are never read from YAML, only from the environment.
+Reads: a YAML file plus ``--set a.b=c`` overrides. The pipeline model is built from the stage
+registry (one section per stage, each stage's ``Config`` beside the stage) and, inside the sections,
+from the plug-in registries as pydantic discriminated unions on ``type`` (``type: local`` picks the
+local source's model; a bare name such as ``backend: simulated`` is short for ``{type: simulated}``).
+Every model rejects unknown keys; all problems are collected and raised together as one
+:class:`~curate.errors.ConfigError` (exit 2), each prefixed with its YAML path. Relative paths are
+resolved against the folder holding the YAML file (each section knows its path fields through
+:meth:`Section.resolve_paths`), and :meth:`Section.check_inputs` reports missing files. Secrets
+(tokens, API keys) are never read from YAML, only from the environment.
 Writes: nothing; :func:`save_resolved` writes the resolved config into a run directory.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from curate.errors import ConfigError
-
-STAGE_NAMES = ("synsets", "candidates", "annotate", "noise", "export", "benchmark")
 
 
 class Section(BaseModel):
@@ -26,138 +29,112 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    def resolve_paths(self, base: Path) -> None:
+        """Make relative ``Path`` fields absolute against ``base``, recursing into sub-sections."""
+        for name, value in list(self):
+            if isinstance(value, Path):
+                setattr(self, name, (base / value).resolve())
+            for child in value if isinstance(value, list) else [value]:
+                if isinstance(child, Section):
+                    child.resolve_paths(base)
 
-class RunConfig(Section):
-    name: str = "run"
-    dir: Path = Path("runs/run")
-    seed: int = 0
-    log_level: Literal["debug", "info", "warning"] = "info"
-
-
-class SynsetsConfig(Section):
-    roots: list[str] = Field(default_factory=list, description="synset names (dog.n.01) or wnids; subtrees taken")
-    max_depth: int = Field(0, ge=0, description="levels below each root; 0 = the roots themselves")
-    leaves_only: bool = False
-    wnids: list[str] = Field(default_factory=list, description="explicit ImageNet-style ids, n########")
-    imageable_only: bool = True
-    max_synsets: int = Field(1000, ge=1)
-    parent_in_gloss: bool = True
-
-    @field_validator("wnids")
-    @classmethod
-    def _wnid_format(cls, values: list[str]) -> list[str]:
-        bad = [v for v in values if not (len(v) == 9 and v[0] == "n" and v[1:].isdigit())]
-        if bad:
-            raise ValueError(f"not a WordNet noun id of the form n######## : {', '.join(bad)}")
-        return values
-
-    @model_validator(mode="after")
-    def _something_selected(self) -> SynsetsConfig:
-        if not self.roots and not self.wnids:
-            raise ValueError("give at least one of 'roots' or 'wnids'")
-        return self
+    def check_inputs(self, where: str) -> list[str]:
+        """Problems with the files and folders this section names (``where`` is its YAML path)."""
+        problems: list[str] = []
+        for name, value in self:
+            children = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+            for index, child in children:
+                if isinstance(child, Section):
+                    problems += child.check_inputs(f"{where}.{name}" + (f".{index}" if index is not None else ""))
+        return problems
 
 
-class LocalSourceConfig(Section):
-    type: Literal["local"] = "local"
-    root: Path
-    index: str | None = Field(None, description="CSV file (relative to root) with columns file, caption")
-    captions: list[Literal["index", "sidecar", "filename"]] = ["index", "sidecar", "filename"]
-    max_per_query: int = Field(500, ge=1)
+def _type_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
 
 
-SourceConfig = Annotated[LocalSourceConfig, Field(discriminator="type")]
+def plugin_config(registry: Any) -> Any:
+    """The config type for one plug-in of ``registry``: a discriminated union of their ``Config``s."""
+    configs = tuple(registry.configs())
+    union = configs[0] if len(configs) == 1 else Union[configs]  # noqa: UP007 (built at run time)
+    return Annotated[union, Field(discriminator="type"), BeforeValidator(_type_shorthand)]
 
 
-class DownloadConfig(Section):
-    workers: int = Field(4, ge=1, le=256)
-    timeout_s: float = Field(20.0, gt=0)
-    retries: int = Field(2, ge=0)
-    max_bytes: int = Field(25_000_000, gt=0)
-    min_side_px: int = Field(32, ge=1)
-    max_side_px: int = Field(512, ge=32, description="longest side after normalization")
-    jpeg_quality: int = Field(90, ge=50, le=100)
-    user_agent: str = "curate/0.1 (+https://github.com/curate-datasets/curate)"
+def weights_spec(value: str, base: Path) -> str:
+    """``imagenet`` | ``none`` | a state_dict path, made absolute against ``base``."""
+    return value if value in ("imagenet", "none") else str((base / value).resolve())
 
 
-class CandidatesConfig(Section):
-    sources: list[SourceConfig] = Field(min_length=1)
-    max_per_class: int = Field(1000, ge=1)
-    download: DownloadConfig = DownloadConfig()
+def weights_problem(value: str | None, where: str) -> list[str]:
+    if value and value not in ("imagenet", "none") and not Path(value).is_file():
+        return [f"{where}: file not found: {value}"]
+    return []
 
 
-class SimulatedCrowdConfig(Section):
-    workers: int = Field(12, ge=1)
-    accuracy: float = Field(0.85, ge=0.0, le=1.0, description="mean accuracy of honest workers")
-    accuracy_spread: float = Field(0.1, ge=0.0, le=0.5)
-    spammer_share: float = Field(0.1, ge=0.0, le=1.0, description="share of workers answering at random")
-    seed: int | None = None
+@cache
+def run_model() -> type[Section]:
+    """The ``run`` section; its ``executor`` is a plug-in, so the model is built once the registry is."""
+    from curate.executors import EXECUTORS
+
+    class RunConfig(Section):
+        name: str = "run"
+        dir: Path = Path("runs/run")
+        seed: int = 0
+        log_level: Literal["debug", "info", "warning"] = "info"
+        executor: plugin_config(EXECUTORS) = Field(  # type: ignore[valid-type]
+            default_factory=lambda: {"type": "local"}, validate_default=True,
+            description="where per-item work (downloads) runs: local = a thread pool on this machine",
+        )
+
+    return RunConfig
 
 
-class AnnotateConfig(Section):
-    backend: Literal["simulated"] = "simulated"
-    votes_per_image: int = Field(3, ge=1, le=50)
-    aggregate: Literal["majority"] = "majority"
-    simulated: SimulatedCrowdConfig = SimulatedCrowdConfig()
+@cache
+def pipeline_model() -> type[Section]:
+    """The pipeline model: ``run`` plus one section per registered stage, in pipeline order."""
+    from curate.stages import STAGES
+
+    fields: dict[str, Any] = {"run": (run_model(), Field(default_factory=run_model()))}
+    for stage in STAGES:
+        required = stage.Config.model_json_schema().get("required")
+        fields[stage.name] = (stage.Config, ...) if required else (stage.Config, Field(default_factory=stage.Config))
+    return create_model("PipelineConfig", __base__=Section, **fields)
 
 
-class NoiseConfig(Section):
-    backbone: str = "resnet50"
-    weights: str = Field("imagenet", description="imagenet | none | path to a state_dict")
-    weights_fallback: Literal["none"] | None = Field(
-        None, description="what to use when ImageNet weights cannot be loaded; unset = stop with an error"
-    )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(32, ge=1)
-    num_workers: int = Field(1, ge=0, description="image-decoding worker processes for embedding")
-    folds: int = Field(5, ge=2)
-    # prune_by_class: on Imagenette (25 % flipped) recall 0.96 vs 0.90 for prune_by_noise_rate, same precision
-    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"] = (
-        "prune_by_class"
-    )
-    min_images_per_class: int = Field(5, ge=2)
-    max_flagged_in_report: int = Field(500, ge=0)
+def stage_names() -> list[str]:
+    from curate.stages import STAGES
+
+    return STAGES.names()
 
 
-class ExportConfig(Section):
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    drop_label_issues: bool = True
-    min_images_per_class: int = Field(1, ge=1)
+@cache
+def _plugin_tags() -> frozenset[str]:
+    """Every plug-in ``type`` name: pydantic puts the chosen tag into error locations; we leave it out."""
+    from curate.crowd import AGGREGATORS, BACKENDS
+    from curate.executors import EXECUTORS
+    from curate.exporters import WRITERS
+    from curate.modes import MODES
+    from curate.sources import SOURCES
 
-
-class BenchmarkConfig(Section):
-    mode: Literal["linear_probe"] = "linear_probe"
-    backbone: str | None = Field(None, description="defaults to noise.backbone")
-    weights: str | None = Field(None, description="defaults to noise.weights")
-    epochs: int = Field(30, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
-
-
-class PipelineConfig(Section):
-    run: RunConfig = RunConfig()
-    synsets: SynsetsConfig
-    candidates: CandidatesConfig
-    annotate: AnnotateConfig = AnnotateConfig()
-    noise: NoiseConfig = NoiseConfig()
-    export: ExportConfig = ExportConfig()
-    benchmark: BenchmarkConfig = BenchmarkConfig()
+    return frozenset(n for reg in (SOURCES, BACKENDS, AGGREGATORS, WRITERS, MODES, EXECUTORS) for n in reg.names())
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: Path | str, overrides: list[str] | None = None, run_dir: Path | None = None) -> PipelineConfig:
+def load_config(path: Path | str, overrides: list[str] | None = None, run_dir: Path | None = None) -> Any:
     """Read, override, validate and resolve a pipeline file. Raises ConfigError listing every problem."""
     path = Path(path)
     raw = _read_yaml(path)
     for item in overrides or []:
         _apply_override(raw, item)
-    config = _validate(raw, source=str(path))
-    _resolve_paths(config, base=path.resolve().parent)
+    config = validate(raw, source=str(path))
+    config.resolve_paths(path.resolve().parent)
     if run_dir is not None:
         config.run.dir = run_dir.resolve()
-    check_inputs(config, source=str(path))
+    problems = config.check_inputs("")
+    if problems:
+        raise ConfigError([p.lstrip(".") for p in problems], source=str(path))
     return config
 
 
@@ -171,6 +148,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"YAML syntax error{where}: {problem}", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read pipeline file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of sections (run, synsets, candidates, ...)", str(path))
     return data
@@ -186,7 +165,10 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     for i, part in enumerate(parts[:-1]):
         node = _child(node, part, parts[: i + 1])
     last = parts[-1]
-    parsed = yaml.safe_load(value) if value.strip() else ""
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: the value is not valid YAML: {value!r}") from None
     if isinstance(node, list):
         node[_index(node, last, parts)] = parsed
     else:
@@ -198,7 +180,10 @@ def _child(node: Any, part: str, path: list[str]) -> Any:
         return node[_index(node, part, path)]
     if not isinstance(node, dict):
         raise ConfigError(f"--set {'.'.join(path)}: not a section")
-    return node.setdefault(part, {})
+    child = node.get(part)
+    if isinstance(child, str):  # a plug-in given by name only (backend: simulated) becomes a mapping
+        child = node[part] = {"type": child}
+    return node.setdefault(part, {}) if child is None else child
 
 
 def _index(node: list, part: str, path: list[str]) -> int:
@@ -207,58 +192,31 @@ def _index(node: list, part: str, path: list[str]) -> int:
     return int(part)
 
 
-def _validate(raw: dict[str, Any], source: str) -> PipelineConfig:
+def validate(raw: dict[str, Any], source: str = "pipeline") -> Any:
     try:
-        return PipelineConfig.model_validate(raw)
+        return pipeline_model().model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([_format_error(e) for e in exc.errors()], source=source) from None
 
 
-def _format_error(error: dict[str, Any]) -> str:
-    loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in ("local",))]
+def _format_error(error: Any) -> str:
+    tags = _plugin_tags()
+    loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and (p in tags or p.startswith("function-")))]
     where = ".".join(loc) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     if error["type"] == "missing":
         return f"{where}: required key missing"
+    if error["type"] == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return f"{where}: unknown type {ctx.get('tag')!r}; known: {ctx.get('expected_tags')}"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error":
         return f"{where}: {message}"
     return f"{where}: {message} (got {error.get('input')!r})"
 
 
-def _resolve_paths(config: PipelineConfig, base: Path) -> None:
-    config.run.dir = (base / config.run.dir).resolve()
-    for source in config.candidates.sources:
-        source.root = (base / source.root).resolve()
-    for section in (config.noise, config.benchmark):
-        if section.weights and section.weights not in ("imagenet", "none"):
-            section.weights = str((base / section.weights).resolve())
-
-
-def check_inputs(config: PipelineConfig, source: str | None = None) -> None:
-    """Checks on the world the config names (folders, files), all reported at once."""
-    problems = []
-    for i, src in enumerate(config.candidates.sources):
-        where = f"candidates.sources.{i}"
-        if not src.root.is_dir():
-            problems.append(f"{where}.root: folder not found: {src.root}")
-        elif src.index and not (src.root / src.index).is_file():
-            problems.append(f"{where}.index: file not found: {src.root / src.index}")
-    for name, section in (("noise", config.noise), ("benchmark", config.benchmark)):
-        weights = section.weights
-        if weights and weights not in ("imagenet", "none") and not Path(weights).is_file():
-            problems.append(f"{name}.weights: file not found: {weights}")
-    if problems:
-        raise ConfigError(problems, source=source)
-
-
-def save_resolved(config: PipelineConfig, path: Path) -> None:
+def save_resolved(config: Any, path: Path) -> None:
     """Write the resolved config (absolute paths, defaults filled in) as YAML."""
     data = config.model_dump(mode="json")
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-
-def section_dump(config: PipelineConfig, *names: str) -> dict[str, Any]:
-    """The named sections as plain data; stages fingerprint their inputs with this."""
-    return {name: getattr(config, name).model_dump(mode="json") for name in names}

@@ -26,14 +26,21 @@ class ConfigError(CurateError):
 
 
 class StageError(CurateError):
-    """A stage failed as a whole. Per-item failures are rows in the catalog, not exceptions."""
+    """A stage failed as a whole. Per-item failures are rows in the catalog, not exceptions.
+
+    The message is built when shown, so a resume hint set after raising (the runner adds the command
+    that resumes the run) is always part of it."""
 
     exit_code = 1
 
     def __init__(self, stage: str, message: str, resume_hint: str | None = None):
+        super().__init__(stage, message)
         self.stage = stage
+        self.message = message
         self.resume_hint = resume_hint
-        text = f"stage '{stage}' failed: {message}"
-        if resume_hint:
-            text += f"\nfix the cause, then resume with: {resume_hint}"
-        super().__init__(text)
+
+    def __str__(self) -> str:
+        text = f"stage '{self.stage}' failed: {self.message}"
+        if self.resume_hint:
+            text += f"\nfix the cause, then resume with: {self.resume_hint}"
+        return text

@@ -1,101 +1,75 @@
 """The download engine: fetch candidate bytes over HTTP(S) with ``requests``, or from ``file://`` URLs.
 
-Reads: URLs. Writes: nothing (the caller stores what it gets). One pooled ``requests.Session`` per
-worker thread; retries with exponential backoff on connection errors, 429 and 5xx (honouring
-``Retry-After``); a byte cap enforced while streaming; non-image content types rejected.
-On failure: raises :class:`FetchError` whose message becomes the candidate's ``error`` column.
+Reads: ``http(s)://`` URLs; ``file://`` URLs only when the caller passes ``file_root`` (only the ``local``
+source does), and then only for paths that resolve, symlinks followed, inside that root. Writes: nothing
+(the caller stores what it gets).
+
+HTTP: one pooled ``requests.Session`` per worker thread (environment proxies ignored: a proxy would resolve
+hosts beyond the address guard). Every connection, redirect hops included, resolves the host itself, refuses
+the hop when any resolved address is loopback, private, link-local (cloud metadata), multicast, unspecified,
+reserved or otherwise non-global (unless ``allow_private_networks``), then dials the checked IP, so DNS
+rebinding cannot slip between check and connect; TLS still verifies the hostname. At most ``max_redirects``
+redirects, to http(s) only. Retries with exponential backoff plus jitter on connection errors and HTTP 429,
+500, 502, 503, 504, honouring ``Retry-After`` (seconds or HTTP date, clamped to [0, 60] s); other statuses
+are final. ``deadline_s`` bounds the whole download, all attempts and waits included: the body is read as
+bytes arrive, the deadline checked before every read, and no read or wait may outlast it. Asks for an
+unencoded body but decodes gzip/deflate anyway. Byte cap on the declared length, while streaming and after
+decoding; content types other than ``image/*`` and ``application/octet-stream`` are rejected.
+
+On failure: raises :class:`FetchError` (never anything else for a per-URL problem) with a short message that
+becomes the candidate's ``error`` column, e.g. ``refused: 10.0.0.1 is a private address``,
+``too many redirects (max 5)``, ``deadline of 60 s exceeded``, ``HTTP 404``.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
+import random
+import socket
+import ssl
+import sys
 import threading
 import time
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family, create_connection
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+RETRY_AFTER_MAX_S = 60.0
+READ_CHUNK = 64 * 1024
+MAX_MESSAGE = 200
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+AddressPolicy = Callable[[IPAddress], bool]
+
+# Everything below fetch() that a bad URL, host or response can raise; each becomes a FetchError.
+_URL_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError,
+               ValueError)
+# The transient ones among them, worth another attempt.
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+              urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, ConnectionError, TimeoutError)
 
 
 class FetchError(Exception):
-    """A candidate could not be fetched; ``retryable`` failures were retried already."""
+    """A candidate could not be fetched; the message says why (retryable failures were retried already)."""
 
 
-class Fetcher:
-    def __init__(self, timeout_s: float = 20.0, retries: int = 2, max_bytes: int = 25_000_000,
-                 user_agent: str = "curate", backoff_s: float = 0.5):
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.max_bytes = max_bytes
-        self.user_agent = user_agent
-        self.backoff_s = backoff_s
-        self._local = threading.local()
-
-    def fetch(self, url: str) -> bytes:
-        scheme = urlparse(url).scheme
-        if scheme == "file":
-            return self._read_file(url)
-        if scheme in ("http", "https"):
-            return self._fetch_http(url)
-        raise FetchError(f"unsupported URL scheme {scheme!r}")
-
-    def _read_file(self, url: str) -> bytes:
-        path = Path(unquote(urlparse(url).path))
-        try:
-            size = path.stat().st_size
-            if size > self.max_bytes:
-                raise FetchError(f"file too large: {size} bytes (max {self.max_bytes})")
-            return path.read_bytes()
-        except OSError as exc:
-            raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = self.user_agent
-            session.mount("http://", HTTPAdapter(pool_maxsize=4))
-            session.mount("https://", HTTPAdapter(pool_maxsize=4))
-            self._local.session = session
-        return session
-
-    def _fetch_http(self, url: str) -> bytes:
-        for attempt in range(self.retries + 1):
-            try:
-                return self._get_once(url)
-            except _Retryable as exc:
-                if attempt == self.retries:
-                    raise FetchError(f"{exc} (after {attempt + 1} attempts)") from None
-                time.sleep(exc.wait_s if exc.wait_s is not None else self.backoff_s * 2**attempt)
-        raise AssertionError("unreachable")
-
-    def _get_once(self, url: str) -> bytes:
-        try:
-            with self._session().get(url, timeout=self.timeout_s, stream=True) as resp:
-                if resp.status_code in RETRY_STATUS:
-                    raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp))
-                if resp.status_code != 200:
-                    raise FetchError(f"HTTP {resp.status_code}")
-                kind = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if kind and not kind.startswith("image/") and kind != "application/octet-stream":
-                    raise FetchError(f"not an image: Content-Type {kind}")
-                return self._read_capped(resp)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}", None) from None
-
-    def _read_capped(self, resp: requests.Response) -> bytes:
-        declared = int(resp.headers.get("Content-Length") or 0)
-        if declared > self.max_bytes:
-            raise FetchError(f"too large: {declared} bytes (max {self.max_bytes})")
-        chunks, total = [], 0
-        for chunk in resp.iter_content(64 * 1024):
-            total += len(chunk)
-            if total > self.max_bytes:
-                raise FetchError(f"too large: over {self.max_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+class _Refused(FetchError):
+    """The address guard refused to dial a resolved address."""
 
 
 class _Retryable(Exception):
@@ -104,6 +78,316 @@ class _Retryable(Exception):
         self.wait_s = wait_s
 
 
-def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    return min(float(value), 60.0) if value.isdigit() else None
+class Fetcher:
+    """Fetches candidate URLs; one instance serves all download workers (a pooled session per thread)."""
+
+    def __init__(self, timeout_s: float = 20.0, retries: int = 2, max_bytes: int = 25_000_000,
+                 user_agent: str = "curate", backoff_s: float = 0.5, deadline_s: float = 60.0,
+                 max_redirects: int = 5, allow_private_networks: bool = False):
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.max_bytes = max_bytes
+        self.user_agent = user_agent
+        self.backoff_s = backoff_s
+        self.deadline_s = deadline_s
+        self.max_redirects = max_redirects
+        self.allow_private_networks = allow_private_networks
+        self._local = threading.local()
+
+    def fetch(self, url: str, file_root: Path | None = None) -> bytes:
+        """The bytes behind ``url``; ``file_root`` admits ``file://`` URLs below it (the local source)."""
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError as exc:
+            raise FetchError(f"bad URL: {exc}") from None
+        if scheme == "file":
+            return self._read_file(url, file_root)
+        if scheme in ("http", "https"):
+            return self._fetch_http(url)
+        raise FetchError(f"unsupported URL scheme {scheme!r}")
+
+    def _read_file(self, url: str, file_root: Path | None) -> bytes:
+        if file_root is None:
+            raise FetchError("file:// URLs are only allowed for the local source")
+        path = _file_url_path(url)
+        try:
+            resolved = path.resolve()
+            if not resolved.is_relative_to(Path(file_root).resolve()):
+                raise FetchError(f"{path} is outside the source root")
+            size = resolved.stat().st_size
+            if size > self.max_bytes:
+                raise FetchError(f"file too large: {size} bytes (max {self.max_bytes})")
+            return resolved.read_bytes()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise FetchError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False
+            session.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, _GuardedAdapter(self._address_allowed, pool_maxsize=4))
+            self._local.session = session
+        return session
+
+    def _address_allowed(self, ip: IPAddress) -> bool:
+        """The policy every connection applies to each resolved address before dialling (tests narrow it)."""
+        return self.allow_private_networks or _address_problem(ip) is None
+
+    def _fetch_http(self, url: str) -> bytes:
+        deadline = time.monotonic() + self.deadline_s
+        for attempt in range(1, self.retries + 2):
+            try:
+                return self._attempt(url, deadline)
+            except _Retryable as exc:
+                self._pause(exc, attempt, deadline)
+        raise AssertionError("unreachable")
+
+    def _pause(self, exc: _Retryable, attempt: int, deadline: float) -> None:
+        """Wait before the next attempt; raise when none is left or the wait would reach the deadline."""
+        done = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchError(f"{exc} ({done}; deadline of {self.deadline_s:g} s exceeded)")
+        if attempt > self.retries:
+            raise FetchError(f"{exc} ({done})")
+        wait = exc.wait_s
+        if wait is None:
+            wait = self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        if wait >= left:
+            raise FetchError(f"{exc} ({done}; waiting {wait:.1f} s would pass the {self.deadline_s:g} s deadline)")
+        time.sleep(wait)
+
+    def _attempt(self, url: str, deadline: float) -> bytes:
+        try:
+            return self._follow(url, deadline)
+        except _URL_ERRORS as exc:
+            raise _classify(exc) from None
+
+    def _follow(self, url: str, deadline: float) -> bytes:
+        """GET ``url``, following at most ``max_redirects`` redirects; every hop passes the address guard."""
+        session = self._session()
+        for _hop in range(self.max_redirects + 1):
+            timeout = min(self.timeout_s, self._time_left(deadline))
+            with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as resp:
+                location = session.get_redirect_target(resp)
+                if location is None:
+                    return self._accept(resp, deadline)
+                url = _redirect_url(resp.url, location)
+        raise FetchError(f"too many redirects (max {self.max_redirects})")
+
+    def _accept(self, resp: requests.Response, deadline: float) -> bytes:
+        if resp.status_code in RETRY_STATUS:
+            raise _Retryable(f"HTTP {resp.status_code}", _parse_retry_after(resp.headers.get("Retry-After")))
+        if resp.status_code != 200:
+            raise FetchError(f"HTTP {resp.status_code}")
+        kind = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind and not kind.startswith("image/") and kind != "application/octet-stream":
+            raise FetchError(f"not an image: Content-Type {kind}")
+        return self._read_body(resp, deadline)
+
+    def _read_body(self, resp: requests.Response, deadline: float) -> bytes:
+        declared = resp.raw.length_remaining
+        if declared is not None and declared > self.max_bytes:
+            raise FetchError(f"too large: {declared} bytes (max {self.max_bytes})")
+        chunks, total = [], 0
+        while chunk := self._read_some(resp.raw, deadline):
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise FetchError(f"too large: over {self.max_bytes} bytes")
+            chunks.append(chunk)
+        return _decode_body(b"".join(chunks), resp.headers.get("Content-Encoding", ""), self.max_bytes)
+
+    def _read_some(self, raw: urllib3.HTTPResponse, deadline: float) -> bytes:
+        """Whatever body bytes arrive next (up to 64 KiB), waiting no longer than the time left."""
+        timeout = min(self.timeout_s, self._time_left(deadline))
+        sock = getattr(raw.connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(timeout)
+        return raw.read1(READ_CHUNK, decode_content=False) or b""
+
+    def _time_left(self, deadline: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchError(f"deadline of {self.deadline_s:g} s exceeded")
+        return left
+
+
+def _file_url_path(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise FetchError(f"bad file URL: remote host {parts.netloc!r}")
+    try:
+        path = unquote(parts.path, errors="strict")
+    except UnicodeDecodeError:
+        raise FetchError("bad file URL: path is not UTF-8") from None
+    if "\x00" in path:
+        raise FetchError("bad file URL: NUL byte in path")
+    return Path(path)
+
+
+def _redirect_url(base: str, location: str) -> str:
+    url = urljoin(base, location)
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise FetchError(f"redirect to unsupported scheme {scheme!r}")
+    return url
+
+
+def _decode_body(data: bytes, encoding: str, max_bytes: int) -> bytes:
+    """Undo a gzip/deflate Content-Encoding, capped at ``max_bytes`` of output."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(f"unsupported Content-Encoding {encoding}")
+    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+    try:
+        body = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise FetchError(f"bad {encoding} body: {exc}") from None
+    if len(body) > max_bytes:
+        raise FetchError(f"too large: over {max_bytes} bytes decoded")
+    if not inflater.eof:
+        raise FetchError(f"truncated {encoding} body")
+    return body
+
+
+def _parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait for a ``Retry-After`` value (seconds or HTTP date), clamped to [0, 60]; None if unusable."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def _address_problem(ip: IPAddress) -> str | None:
+    """Why ``ip`` is not dialled by default (``"a private address"``), or None for a global unicast address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    kinds = (("a loopback", ip.is_loopback), ("a link-local", ip.is_link_local),
+             ("an unspecified", ip.is_unspecified), ("a multicast", ip.is_multicast),
+             ("a reserved", ip.is_reserved), ("a private", ip.is_private), ("a non-global", not ip.is_global))
+    return next((f"{kind} address" for kind, hit in kinds if hit), None)
+
+
+def _classify(exc: BaseException) -> FetchError | _Retryable:
+    """The FetchError (final) or _Retryable (transient) for an exception from requests/urllib3/sockets."""
+    chain = list(_causes(exc))
+    refusal = next((e for e in chain if isinstance(e, _Refused)), None)
+    if refusal is not None:
+        return FetchError(str(refusal))
+    message = _describe(chain[-1])
+    if isinstance(exc, _TRANSIENT) and not any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
+        return _Retryable(message, None)
+    return FetchError(message)
+
+
+def _describe(root: BaseException) -> str:
+    name, text = type(root).__name__, str(root).strip()
+    return (text if text.startswith(name) else f"{name}: {text}" if text else name)[:MAX_MESSAGE]
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (``__cause__``, urllib3's ``reason``, exception args, ``__context__``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = [current.__cause__, getattr(current, "reason", None), *current.args, current.__context__]
+        current = next((e for e in wrapped if isinstance(e, BaseException)), None)
+
+
+# ------------------------------------------------------------------ address guard (connection layer)
+class _GuardedConnection:
+    """Mixin for urllib3 connections: resolve, check every address, dial a checked IP (TLS keeps the name)."""
+
+    def __init__(self, *args: Any, address_allowed: AddressPolicy, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.address_allowed = address_allowed
+
+    def _new_conn(self) -> socket.socket:
+        # Mirrors urllib3's HTTPConnection._new_conn, with the address check between resolving and dialling.
+        try:
+            addresses = _checked_addresses(self._dns_host, self.port, self.address_allowed)
+            sock = _dial(addresses, self.port, self.timeout, self.source_address, self.socket_options)
+        except socket.gaierror as e:
+            raise NameResolutionError(self.host, self, e) from e
+        except TimeoutError as e:
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from e
+        except OSError as e:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+
+class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
+    pass
+
+
+def _checked_addresses(host: str, port: int, allowed: AddressPolicy) -> list[str]:
+    """Resolve ``host`` once; raise :class:`_Refused` unless ``allowed`` accepts every address."""
+    infos = socket.getaddrinfo(host.strip("[]"), port, allowed_gai_family(), socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        ip = ipaddress.ip_address(address)
+        if not allowed(ip):
+            raise _Refused(f"refused: {ip} is {_address_problem(ip) or 'not an allowed address'}")
+    return addresses
+
+
+def _dial(addresses: list[str], port: int, timeout: Any, source_address: tuple[str, int] | None,
+          socket_options: Any) -> socket.socket:
+    """Connect to the first of the (already checked) IP addresses that answers."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return create_connection((address, port), timeout, source_address=source_address,
+                                     socket_options=socket_options)
+        except OSError as exc:
+            error = exc
+    raise error or OSError(f"no address to dial on port {port}")
+
+
+class _GuardedPoolManager(urllib3.PoolManager):
+    """A pool manager whose pools build guarded connections."""
+
+    def __init__(self, address_allowed: AddressPolicy, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.address_allowed = address_allowed
+
+    def _new_pool(self, scheme: str, host: str, port: int,
+                  request_context: dict[str, Any] | None = None) -> HTTPConnectionPool:
+        pool = super()._new_pool(scheme, host, port, request_context)
+        guarded = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
+        pool.ConnectionCls = partial(guarded, address_allowed=self.address_allowed)
+        return pool
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """The ``requests`` adapter mounted on every session: its connections pass the address guard."""
+
+    def __init__(self, address_allowed: AddressPolicy, **kwargs: Any):
+        self._address_allowed = address_allowed  # first: HTTPAdapter.__init__ builds the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK,
+                         **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager = _GuardedPoolManager(self._address_allowed, num_pools=connections, maxsize=maxsize,
+                                               block=block, **pool_kwargs)

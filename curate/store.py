@@ -1,10 +1,16 @@
 """Content-addressed image store: ``<run_dir>/images/ab/abcdef….jpg``, keyed by the sha256 of the
 bytes as fetched.
 
-Reads: raw image bytes. Writes: one normalized JPEG per distinct sha256 (EXIF orientation applied,
-RGB, longest side capped), atomically (temporary file + ``os.replace``), so a kill mid-write leaves
-no half file and a second write of the same image is a no-op. On undecodable or too-small input
-:func:`normalize` raises :class:`InvalidImage`; callers record it as the item's error.
+Reads: raw image bytes, decoded only as JPEG, PNG, GIF, WebP, BMP or TIFF (Pillow's other plugins,
+EPS through Ghostscript among them, are never reached); the store's existing files, which are
+re-decoded before being trusted. Writes: one normalized JPEG per distinct sha256 (EXIF orientation
+applied, high-bit-depth greyscale rescaled to 8 bits, RGB, longest side capped), atomically
+(temporary ``*.tmp`` file + ``os.replace``), so a kill mid-write leaves no half file; a second write
+of the same image is a no-op unless the stored file no longer decodes, then it is rewritten. Opening
+the store deletes the ``<root>/<2 hex>/*.tmp`` files such a kill left behind (one process per run
+directory: the runner holds the run's lock). Failure: on undecodable, unsupported, too-large or
+too-small input (the min side is checked after resizing) :func:`normalize` raises
+:class:`InvalidImage`; callers record it as the item's error.
 """
 
 from __future__ import annotations
@@ -12,15 +18,25 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+import numpy as np
 from PIL import Image, ImageOps
 
 # Refuse decompression bombs outright (a 25 MB file can claim gigapixels): past this, decoding fails.
 MAX_PIXELS = 90_000_000
+
+# The only Pillow decoders untrusted bytes reach. JPEG covers MPO (multi-picture JPEG from cameras).
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+_ACCEPTED_NAMES = "JPEG, PNG, GIF, WebP, BMP, TIFF"
+
+_SHARD_DIR = re.compile(r"[0-9a-f]{2}")
+_TMP_SUFFIX = ".tmp"
 
 
 class InvalidImage(ValueError):
@@ -45,37 +61,112 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def normalize(data: bytes, max_side_px: int, min_side_px: int) -> Image.Image:
-    """Decode fully, apply EXIF orientation, flatten to RGB, cap the longest side."""
+    """Decode fully, apply EXIF orientation, flatten to 8-bit RGB, cap the longest side.
+
+    The minimum side is checked on the result, so an extreme panorama that shrinks to a sliver is refused.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = _decode(data)
         rgb = _to_rgb(ImageOps.exif_transpose(img))
+    except InvalidImage:
+        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage(f"cannot decode image: {exc}") from None
-    if min(rgb.size) < min_side_px:
-        raise InvalidImage(f"image too small: {rgb.size[0]}x{rgb.size[1]} px (min side {min_side_px} px)")
-    if max(rgb.size) > max_side_px:
+    resized = max(rgb.size) > max_side_px
+    if resized:
         rgb.thumbnail((max_side_px, max_side_px), Image.Resampling.LANCZOS)
+    if min(rgb.size) < min_side_px:
+        after = f" after resizing to fit {max_side_px} px" if resized else ""
+        raise InvalidImage(f"image too small: {rgb.size[0]}x{rgb.size[1]} px{after} (min side {min_side_px} px)")
     return rgb
 
 
 def _decode(data: bytes) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
+    img = _open_restricted(io.BytesIO(data), ACCEPTED_FORMATS)
     if img.width * img.height > MAX_PIXELS:
         raise InvalidImage(f"image too large: {img.width}x{img.height} px")
     img.load()
     return img
 
 
+def _open_restricted(fp: IO[bytes], formats: tuple[str, ...]) -> Image.Image:
+    """``Image.open`` limited to ``formats``; bytes of another format Pillow knows raise InvalidImage naming it."""
+    try:
+        return Image.open(fp, formats=list(formats))
+    except Image.UnidentifiedImageError:
+        fp.seek(0)
+        claimed = _formats_claiming(fp.read(16))
+    ours = [name for name in claimed if name in formats]
+    if ours:
+        raise InvalidImage(f"cannot decode image: damaged {ours[0]} header")
+    if claimed:
+        raise InvalidImage(f"unsupported image format {claimed[0]} (accepted: {_ACCEPTED_NAMES})")
+    raise InvalidImage(f"cannot decode image: unknown or unsupported image format (accepted: {_ACCEPTED_NAMES})")
+
+
+def _formats_claiming(prefix: bytes) -> list[str]:
+    """The Pillow formats whose signature check accepts ``prefix``; no decoder runs.
+
+    Formats without a signature check (TGA, for one) are never named.
+    """
+    Image.init()
+    claimed = []
+    for name, (_factory, accept) in Image.OPEN.items():
+        try:
+            if accept is not None and accept(prefix):
+                claimed.append(name)
+        except Exception:  # a plugin's signature check choking on odd bytes claims nothing
+            continue
+    return claimed
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Transparent pixels become white (drawings and logos), everything else plain RGB."""
+    """Transparent pixels become white (drawings and logos), high-bit-depth greyscale becomes 8-bit,
+    everything else plain RGB."""
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
+    if img.mode in ("I", "F") or img.mode.startswith("I;"):
+        return _greyscale_to_8bit(img).convert("RGB")
     return img.convert("RGB")
+
+
+def _greyscale_to_8bit(img: Image.Image) -> Image.Image:
+    """Rescale a 16/32-bit integer or 32-bit float greyscale image to mode ``L``.
+
+    Pillow's own ``convert`` clips these to 255, so every 16-bit photograph would come out white.
+    Integers (``I;16*`` and ``I``) are taken as 16-bit samples when they fit 0..65535 and divided by
+    257 (65535 -> 255); otherwise, and for floats outside 0..1, the range is stretched min..max to
+    0..255 (a constant image becomes black). Floats within 0..1 are taken as normalised and scaled by
+    255. Non-finite floats count as 0.
+    """
+    values = np.asarray(img).astype(np.float64)
+    values[~np.isfinite(values)] = 0.0
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if img.mode == "F" and 0.0 <= low and high <= 1.0:
+        scaled = values * 255.0
+    elif img.mode != "F" and 0.0 <= low and high <= 65535.0:
+        scaled = values / 257.0
+    elif high > low:
+        scaled = (values - low) * (255.0 / (high - low))
+    else:
+        scaled = np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def _stored_size(path: Path) -> tuple[int, int] | None:
+    """Size of the stored JPEG at ``path`` if it decodes to a non-empty image, else ``None``."""
+    try:
+        with path.open("rb") as fh, Image.open(fh, formats=["JPEG"]) as img:
+            img.load()
+            width, height = img.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 class ImageStore:
@@ -83,6 +174,7 @@ class ImageStore:
         self.root = Path(root)
         self.jpeg_quality = jpeg_quality
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
 
     def relpath(self, sha256: str) -> str:
         return f"{self.root.name}/{sha256[:2]}/{sha256}.jpg"
@@ -91,21 +183,32 @@ class ImageStore:
         return self.root / sha256[:2] / f"{sha256}.jpg"
 
     def put(self, data: bytes, max_side_px: int = 512, min_side_px: int = 32) -> StoredImage:
-        """Store ``data`` once; return its record. Raises InvalidImage."""
+        """Store ``data`` once; return its record. A stored file that no longer decodes is rewritten.
+
+        Raises InvalidImage.
+        """
         sha = sha256_bytes(data)
         target = self.path(sha)
-        if target.exists():
-            with Image.open(target) as img:
-                width, height = img.size
-        else:
+        size = _stored_size(target) if target.exists() else None
+        if size is None:
             img = normalize(data, max_side_px, min_side_px)
-            width, height = img.size
+            size = img.size
             self._write_atomic(target, img)
+        width, height = size
         return StoredImage(sha, self.relpath(sha), width, height, len(data), "image/jpeg")
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete the ``<root>/<2 hex>/*.tmp`` files a kill mid-write left behind; nothing else."""
+        for shard in self.root.iterdir():
+            if not (_SHARD_DIR.fullmatch(shard.name) and shard.is_dir()):
+                continue
+            for tmp in shard.glob(f"*{_TMP_SUFFIX}"):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
 
     def _write_atomic(self, target: Path, img: Image.Image) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 img.save(fh, format="JPEG", quality=self.jpeg_quality, optimize=True)

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from curate.atomic import replace_dir
 from curate.errors import CurateError
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,10 @@ def install_from_debian(target: Path, source_dir: Path = DEBIAN_WORDNET_DIR) -> 
             f"(install the packages {' '.join(DEBIAN_PACKAGES)})"
         )
     dest = target / "corpora" / "wordnet"
-    staging = dest.with_name("wordnet.incomplete")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in REQUIRED_FILES:
-        shutil.copyfile(source_dir.joinpath(name).resolve(), staging / name)  # real copies, never links
-    (staging / "lexnames").write_text(lexnames_text())
-    shutil.rmtree(dest, ignore_errors=True)
-    staging.rename(dest)
+    with replace_dir(dest) as staging:  # a kill mid-copy never leaves a half WordNet nltk would load
+        for name in REQUIRED_FILES:
+            shutil.copyfile(source_dir.joinpath(name).resolve(), staging / name)  # real copies, never links
+        (staging / "lexnames").write_text(lexnames_text())
     return dest
 
 

@@ -67,12 +67,13 @@ def pipeline_dict(corpus: Path, run_dir: Path) -> dict:
             "sources": [{"type": "local", "root": str(corpus), "index": "index.csv", "captions": ["index"]}],
             "download": {"workers": 2, "max_side_px": 128},
         },
-        "annotate": {"backend": "simulated", "votes_per_image": 3,
-                     "simulated": {"workers": 7, "accuracy": 0.95, "accuracy_spread": 0.03, "spammer_share": 0.0}},
+        "annotate": {"backend": {"type": "simulated", "workers": 7, "accuracy": 0.95, "accuracy_spread": 0.03,
+                                 "spammer_share": 0.0},
+                     "votes_per_image": 3},
         "noise": {"backbone": "mobilenet_v3_small", "weights": "none", "folds": 3, "min_images_per_class": 3,
                   "batch_size": 16},
         "export": {"val_fraction": 0.25},
-        "benchmark": {"epochs": 20},
+        "benchmark": {"modes": [{"type": "linear_probe", "epochs": 20}]},
     }
 
 

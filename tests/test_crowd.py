@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from curate.config import SimulatedCrowdConfig
-from curate.crowd.aggregate import majority
-from curate.crowd.simulated import SimulatedCrowd, make_workers
+from curate.crowd.aggregate import Majority
+from curate.crowd.simulated import SimulatedCrowd, SimulatedCrowdConfig, make_workers
+
+majority = Majority().aggregate
 
 
 def tasks(n: int, votes: int = 5) -> list[dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from conftest import MOBILENET, REPO
 
 from curate.cli import main
-from curate.stages.annotate import make_truth
+from curate.crowd.truth import make_truth
 
 DEMO = REPO / "pipelines" / "demo.yaml"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from curate.config import LocalSourceConfig
 from curate.errors import ConfigError
 from curate.sources import create_source
+from curate.sources.local import LocalSourceConfig
 
 
 def make(root: Path, name: str, caption: str | None = None) -> Path:
@@ -25,7 +25,7 @@ def test_sidecar_and_filename_captions_whole_word_and_plural(tmp_path: Path):
     make(tmp_path, "c/catalog.png")  # 'cat' must not match inside 'catalog'
     make(tmp_path, "d/berries.png")
     source = create_source(LocalSourceConfig(root=tmp_path))
-    assert source.name == f"local:{tmp_path.name}"
+    assert source.instance == f"local:{tmp_path.name}"
     assert {Path(h.url).name for h in source.search("dog", 10)} == {"brown_dog.png", "pic1.jpg"}
     assert source.search("cat", 10) == []
     assert [Path(h.url).name for h in source.search("berry", 10)] == ["berries.png"]
@@ -49,5 +49,41 @@ def test_index_problems_are_config_errors(tmp_path: Path):
     with pytest.raises(ConfigError, match="lacks the column"):
         source.search("dog", 5)
     (tmp_path / "index.csv").write_text("file,caption\nmissing.png,dog\n")
-    with pytest.raises(ConfigError, match="listed file"):
+    with pytest.raises(ConfigError, match="line 2: file 'missing.png' not found"):
         create_source(LocalSourceConfig(root=tmp_path, index="index.csv")).search("dog", 5)
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("../../etc/passwd", "leads outside the corpus root"),
+    ("/etc/passwd", "must be a path relative to the corpus root"),
+    ("images/../../outside.png", "leads outside the corpus root"),
+    ("link.png", "leads outside the corpus root"),  # a symlink pointing outside
+])
+def test_index_rows_escaping_the_root_are_refused_naming_the_row(tmp_path: Path, name: str, problem: str):
+    root = tmp_path / "corpus"
+    make(root, "ok.png")
+    make(tmp_path, "outside.png")
+    (root / "link.png").symlink_to(tmp_path / "outside.png")
+    (root / "index.csv").write_text(f"file,caption\nok.png,dog\n{name},dog\n")
+    source = create_source(LocalSourceConfig(root=root, index="index.csv"))
+    with pytest.raises(ConfigError) as info:
+        source.search("dog", 5)
+    assert f"line 3: file {name!r} {problem}" in str(info.value)
+
+
+def test_scanned_symlinks_leading_outside_are_skipped(tmp_path: Path):
+    root = tmp_path / "corpus"
+    make(root, "dog_inside.png")
+    make(tmp_path, "dog_outside.png")
+    (root / "dog_link.png").symlink_to(tmp_path / "dog_outside.png")
+    hits = create_source(LocalSourceConfig(root=root)).search("dog", 10)
+    assert [Path(h.url).name for h in hits] == ["dog_inside.png"]
+
+
+def test_exported_urls_are_relative_to_the_root(tmp_path: Path):
+    make(tmp_path, "a/brown_dog.png")
+    source = create_source(LocalSourceConfig(root=tmp_path))
+    (hit,) = source.search("dog", 5)
+    assert source.file_root == tmp_path.resolve()
+    assert source.display_url(hit.url) == "a/brown_dog.png"
+    assert source.display_url("https://example.org/x.jpg") == "https://example.org/x.jpg"

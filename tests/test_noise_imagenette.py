@@ -32,15 +32,15 @@ def ingest(ctx, rows: list[dict]) -> dict[str, bool]:
     ensure_wordnet(use_downloader=False)
     wnids = sorted({r["path"].split("/")[1] for r in rows})
     ctx.catalog.upsert_synsets([wordnet.describe(wordnet.synset_from_id(w)) for w in wnids])
-    flipped = {}
-    with ctx.catalog.transaction() as db:
-        for row in rows:
-            image = ctx.store.put((IMAGENETTE_MINI / row["path"]).read_bytes(), max_side_px=256)
-            db.execute("INSERT OR IGNORE INTO images (sha256, path, width, height, nbytes, mime) "
-                       "VALUES (:sha256, :path, :width, :height, :nbytes, :mime)", image.as_row())
-            db.execute("INSERT INTO labels (sha256, wnid, method, p_true, accepted, n_votes) "
-                       "VALUES (?, ?, 'majority', 1.0, 1, 3)", (image.sha256, row["noisy_labels_25"]))
-            flipped[image.sha256] = row["noisy_labels_25"] != row["path"].split("/")[1]
+    flipped, images, labels = {}, [], []
+    for row in rows:
+        image = ctx.store.put((IMAGENETTE_MINI / row["path"]).read_bytes(), max_side_px=256)
+        images.append(image.as_row())
+        labels.append({"sha256": image.sha256, "wnid": row["noisy_labels_25"], "method": "majority",
+                       "p_true": 1.0, "accepted": 1, "n_votes": 3})
+        flipped[image.sha256] = row["noisy_labels_25"] != row["path"].split("/")[1]
+    ctx.catalog.add_images(images)
+    ctx.catalog.replace_labels("majority", labels)
     return flipped
 
 
@@ -48,7 +48,11 @@ def test_noise_stage_finds_the_flipped_labels(tmp_path: Path):
     data = pipeline_dict(IMAGENETTE_MINI, tmp_path / "run")
     data["candidates"]["sources"][0] = {"type": "local", "root": str(IMAGENETTE_MINI)}  # unused here
     data["noise"] = {"backbone": "mobilenet_v2", "weights": str(MOBILENET), "folds": 5, "batch_size": 50}
-    ctx = open_run(load_config(write_pipeline(tmp_path / "p.yaml", data)), progress=False)
+    with open_run(load_config(write_pipeline(tmp_path / "p.yaml", data)), progress=False) as ctx:
+        check_noise_stage(ctx, tmp_path)
+
+
+def check_noise_stage(ctx, tmp_path: Path) -> None:
     flipped = ingest(ctx, load_rows())
     assert sum(flipped.values()) == 269
 
@@ -60,7 +64,7 @@ def test_noise_stage_finds_the_flipped_labels(tmp_path: Path):
     assert precision >= 0.8 and recall >= 0.8
     assert result.stats["label_issues"] == len(flagged)
     assert (tmp_path / "run" / "report" / "index.html").is_file()
-    assert ctx.catalog.scalar("SELECT COUNT(*) FROM embeddings") == 1000
+    assert len(ctx.catalog.embeddings(result.stats["backbone"], list(flipped))) == 1000
 
     again = run_stage(NoiseStage(), ctx)  # same labels and config: nothing recomputed
     assert again.nothing_to_do

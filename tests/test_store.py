@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -52,3 +55,116 @@ def test_exif_orientation_is_applied():
 def test_invalid_images_are_refused(data: bytes, message: str):
     with pytest.raises(InvalidImage, match=message):
         normalize(data, max_side_px=512, min_side_px=32)
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\nshowpage\n%%EOF\n"
+
+
+def test_eps_is_refused_before_any_decoder_runs(monkeypatch: pytest.MonkeyPatch):
+    from PIL import EpsImagePlugin
+
+    def ghostscript(*args, **kwargs):
+        raise AssertionError("Ghostscript reached")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    with pytest.raises(InvalidImage, match="unsupported image format EPS"):
+        normalize(EPS, max_side_px=512, min_side_px=8)
+
+
+@pytest.mark.parametrize("fmt", ["ICO", "PCX", "TGA"])
+def test_formats_outside_the_allowlist_are_refused(fmt: str):
+    data = encode(Image.new("RGB", (64, 64), "red"), fmt)
+    message = f"unsupported image format {fmt}" if fmt != "TGA" else "unsupported image format"  # TGA has no magic
+    with pytest.raises(InvalidImage, match=message):
+        normalize(data, max_side_px=512, min_side_px=8)
+
+
+@pytest.mark.parametrize("fmt, kwargs", [
+    ("JPEG", {}), ("PNG", {}), ("GIF", {}), ("WEBP", {}), ("BMP", {}), ("TIFF", {}),
+    ("JPEG", {"save_all": True, "append_images": [Image.new("RGB", (64, 64), "blue")]}),  # MPO, as cameras write
+])
+def test_allowed_formats_are_decoded(fmt: str, kwargs: dict):
+    data = encode(Image.new("RGB", (64, 64), "red"), "MPO" if kwargs else fmt, **kwargs)
+    assert normalize(data, max_side_px=512, min_side_px=8).size == (64, 64)
+
+
+def test_damaged_header_of_an_allowed_format_is_undecodable_not_unsupported():
+    with pytest.raises(InvalidImage, match="cannot decode image: damaged PNG"):
+        normalize(b"\x89PNG\r\n\x1a\n this is not a png", max_side_px=512, min_side_px=8)
+
+
+GRADIENT_16 = np.tile(np.linspace(0, 65535, 256).round().astype(np.uint16), (40, 1))
+
+
+@pytest.mark.parametrize("fmt, array", [
+    ("PNG", GRADIENT_16),
+    ("TIFF", GRADIENT_16),  # little-endian, mode I;16
+    ("TIFF", GRADIENT_16.astype(">u2")),  # mode I;16B
+    ("TIFF", GRADIENT_16.astype(np.int32)),  # mode I
+    ("TIFF", GRADIENT_16.astype(np.float32) / 65535),  # mode F, normalised
+    ("TIFF", GRADIENT_16.astype(np.float32) * 4 - 1000),  # mode F, arbitrary range: stretched
+])
+def test_high_bit_depth_greyscale_keeps_its_tones(fmt: str, array: np.ndarray):
+    out = normalize(encode(Image.fromarray(array), fmt), max_side_px=512, min_side_px=8)
+    row = np.asarray(out.convert("L"))[20].astype(int)
+    assert out.mode == "RGB" and out.size == (256, 40)
+    assert row[0] < 20 and row[-1] > 235
+    assert (np.diff(row) >= 0).all() and len(set(row)) > 200  # a smooth ramp, not a few bands
+
+
+def test_sixteen_bit_scaling_is_exact():
+    out = normalize(encode(Image.fromarray(GRADIENT_16), "PNG"), max_side_px=512, min_side_px=8)
+    row = np.asarray(out.convert("L"))[20].astype(int)
+    assert abs(row - np.rint(GRADIENT_16[20] / 257)).max() <= 1
+
+
+def test_min_side_is_checked_after_resizing(tmp_path: Path):
+    data = encode(Image.new("RGB", (20000, 40), "red"))
+    with pytest.raises(InvalidImage, match=r"too small: 512x1 px after resizing"):
+        normalize(data, max_side_px=512, min_side_px=32)
+    with pytest.raises(InvalidImage, match="too small"):
+        ImageStore(tmp_path / "images").put(data, max_side_px=512, min_side_px=32)
+    assert not list((tmp_path / "images").rglob("*.jpg"))
+
+
+def test_truncated_stored_file_is_rewritten(tmp_path: Path):
+    store = ImageStore(tmp_path / "images")
+    data = encode(Image.effect_noise((300, 200), 60).convert("RGB"))
+    stored = store.put(data)
+    path = store.path(stored.sha256)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    again = store.put(data)
+    assert again == stored
+    with Image.open(path) as img:
+        img.load()
+        assert img.size == (300, 200)
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage, not a jpeg"])
+def test_empty_or_foreign_stored_file_is_rewritten(tmp_path: Path, damage: bytes):
+    store = ImageStore(tmp_path / "images")
+    data = encode(Image.new("RGB", (100, 60), "red"))
+    stored = store.put(data)
+    store.path(stored.sha256).write_bytes(damage)
+    assert store.put(data) == stored
+    with Image.open(store.path(stored.sha256)) as img:
+        assert img.format == "JPEG" and img.size == (100, 60)
+
+
+def test_opening_the_store_removes_its_leftover_temporaries(tmp_path: Path):
+    root = tmp_path / "images"
+    ImageStore(root).put(encode(Image.new("RGB", (100, 60), "red")))
+    shard = next(p for p in root.iterdir() if p.is_dir())
+    fd, leftover = tempfile.mkstemp(dir=shard, suffix=".tmp")  # as _write_atomic does, killed before os.replace
+    os.close(fd)
+    (root / "ff").mkdir(exist_ok=True)
+    other_leftover = root / "ff" / "tmpabc.tmp"
+    other_leftover.write_bytes(b"half a jpeg")
+    unrelated = [root / "notes.tmp", root / "cache" / "x.tmp", shard / "keep.txt"]
+    for path in unrelated:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"not the store's")
+    ImageStore(root)
+    assert not Path(leftover).exists() and not other_leftover.exists()
+    assert all(path.exists() for path in unrelated)
+    assert len(list(root.rglob("*.jpg"))) == 1

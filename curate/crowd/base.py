@@ -1,13 +1,24 @@
-"""The crowd-backend protocol: push verification tasks, pull votes.
+"""The crowd-backend protocol: push verification tasks, pull votes, and say what the crowd still owes.
 
 A task asks one yes/no question about one image and one class: "Is this a <lemma>? <gloss>".
-Backends return votes with a stable ``remote_id`` so pulling twice never stores a vote twice.
+A backend is one module: a class with a ``name`` (``annotate.backend.type`` in YAML), a ``Config``
+beside it, registered with ``@BACKENDS.register``, constructed as ``Backend(config, ctx)``.
+
+- :meth:`CrowdBackend.push` publishes tasks and returns their remote ids (kept in the catalog, so a
+  rerun never publishes a task twice).
+- :meth:`CrowdBackend.pull` returns the votes available now for open tasks, each with a stable
+  ``remote_id`` (pulling twice never stores a vote twice). Each task row carries ``votes_wanted`` and
+  ``n_votes`` (the votes stored already): a backend asks only for the missing ones.
+- A real crowd answers later: after a pull, open tasks that still lack votes mean the stage is
+  *waiting*; :meth:`CrowdBackend.next_step` tells the user what to do meanwhile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+from curate.config import Section
 
 
 @dataclass(frozen=True)
@@ -29,13 +40,23 @@ def task_question(synset: Any) -> str:
     return f"Is this {article} {first}? ({synset['gloss']})"
 
 
-class CrowdBackend:
+class CrowdBackend(Protocol):
     name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[Section]]
 
     def push(self, tasks: list[Any]) -> dict[int, str]:
         """Publish tasks; return task id -> remote id for those newly published."""
-        raise NotImplementedError
+        ...
 
-    def pull(self, tasks: list[Any]) -> list[Vote]:
-        """Votes available now for these tasks (already-stored ones may be returned again)."""
-        raise NotImplementedError
+    def pull(self, tasks: list[Any]) -> list[Any]:
+        """Votes available now for these open tasks (already-stored ones may be returned again)."""
+        ...
+
+    def next_step(self, missing_votes: int) -> str:
+        """What the user can do while ``missing_votes`` votes are outstanding."""
+        ...
+
+    def close(self) -> None:
+        """Log a summary, release connections."""
+        ...

@@ -4,8 +4,10 @@ Reads: the per-image table and per-class summary of the noise stage, and the ima
 ``image_path(sha256)``) of the flagged rows. Writes into ``out_dir``: ``index.html`` (jinja2,
 autoescaped, inline CSS, no external assets), ``label_issues.csv`` (flagged rows by rank),
 ``all_labels.csv``, ``class_summary.csv``, ``noise_rate_by_class.png`` and ``thumbs/<sha256>.jpg``.
-Everything is written into a sibling ``.<name>.incomplete`` folder first and renamed into place
-at the end, so a crash never leaves a half report, and a rerun replaces the previous one whole.
+Everything is written into ``<name>.incomplete/`` first and swapped into place at the end
+(:mod:`curate.atomic`), so a crash never leaves a half report and the previous one survives until the
+new one is complete. Web-sourced text (captions, sources) is escaped in the page (jinja2 autoescape)
+and neutralised against spreadsheet formulas in the CSVs (:mod:`curate.tables`).
 On failure: an image that cannot be read gets no thumbnail (a logged warning, a placeholder in the
 page); missing table columns raise ``ValueError``.
 """
@@ -13,9 +15,7 @@ page); missing table columns raise ``ValueError``.
 from __future__ import annotations
 
 import logging
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +24,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
+
+from curate.atomic import replace_dir
+from curate.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def write_noise_report(
     out_dir = Path(out_dir)
     flagged = table[table["is_label_issue"]].sort_values("issue_rank")
     summary = class_summary.sort_values("estimated_noise_rate", ascending=False)
-    with _staged(out_dir) as staging:
+    with replace_dir(out_dir) as staging:
         _write_tables(staging, table, flagged, class_summary)
         thumbs = _write_thumbs(staging / THUMBS_DIR, flagged.head(max_flagged), image_path, thumb_px)
         _write_chart(staging / CHART_NAME, summary)
@@ -67,34 +70,10 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -
         raise ValueError(f"{what} lacks columns: {', '.join(missing)}")
 
 
-@contextmanager
-def _staged(out_dir: Path) -> Iterator[Path]:
-    """A fresh sibling folder to write into: renamed to ``out_dir`` on success, removed on failure."""
-    staging = out_dir.with_name(f".{out_dir.name}.incomplete")
-    shutil.rmtree(staging, ignore_errors=True)  # left by a killed earlier attempt
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _replace_dir(staging, out_dir)
-
-
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    """Swap the finished folder into place; the old report, if any, is removed only after."""
-    previous = out_dir.with_name(f".{out_dir.name}.previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(previous)
-    staging.rename(out_dir)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def _write_tables(folder: Path, table: pd.DataFrame, flagged: pd.DataFrame, summary: pd.DataFrame) -> None:
-    flagged.to_csv(folder / "label_issues.csv", index=False)
-    table.to_csv(folder / "all_labels.csv", index=False)
-    summary.to_csv(folder / "class_summary.csv", index=False)
+    write_csv(flagged, folder / "label_issues.csv")
+    write_csv(table, folder / "all_labels.csv")
+    write_csv(summary, folder / "class_summary.csv")
 
 
 def _write_thumbs(

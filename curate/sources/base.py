@@ -2,14 +2,18 @@
 
 A source turns one text query into ranked :class:`SearchHit` records (a URL to fetch plus
 provenance: page, title, licence, creator). Sources never download; the ``candidates`` stage
-fetches every hit through :mod:`curate.http`. Register a source class with :func:`register`;
-a duplicate ``type`` is an error.
+fetches every hit through :mod:`curate.http`. A source is one module: a :class:`Source` subclass with
+a ``name`` (the YAML ``type:``), a ``Config`` beside it, registered with ``@SOURCES.register``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
+
+from curate.config import Section
+from curate.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,30 +30,35 @@ class SearchHit:
 
 
 class Source:
-    """Base class. ``type`` is the YAML ``type:`` value; ``name`` identifies one configured instance."""
+    """Base class. ``name`` is the YAML ``type:`` value; :attr:`instance` identifies one configured source
+    in the catalog (``searches.source``, ``candidates.source``)."""
 
-    type: ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[Section]]
 
     def __init__(self, config: Any):
         self.config = config
 
     @property
-    def name(self) -> str:
-        return self.type
+    def instance(self) -> str:
+        return self.name
+
+    @property
+    def file_root(self) -> Path | None:
+        """The folder ``file://`` URLs of this source may point into; None: no ``file://`` URLs at all."""
+        return None
+
+    def display_url(self, url: str) -> str:
+        """The URL as exported (local sources give paths relative to their root)."""
+        return url
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         raise NotImplementedError
 
 
-_SOURCES: dict[str, type[Source]] = {}
-
-
-def register(cls: type[Source]) -> type[Source]:
-    if cls.type in _SOURCES:
-        raise ValueError(f"image source {cls.type!r} registered twice")
-    _SOURCES[cls.type] = cls
-    return cls
+SOURCES: Registry[type[Source]] = Registry("image source")
 
 
 def create_source(config: Any) -> Source:
-    return _SOURCES[config.type](config)
+    return SOURCES.get(config.type)(config)

@@ -3,6 +3,9 @@
 Reads: image files under ``root`` (jpg, jpeg, png, gif, webp, bmp, tif, tiff) and their captions from
 a CSV index (columns ``file``, ``caption``; optional ``license``, ``creator``, ``true_wnids``,
 ``origin``), a sidecar ``<image>.txt`` and/or the file-name words. Writes nothing.
+Every file must lie inside ``root``: an index row naming an absolute path, a ``..`` path or a symlink
+that leads outside is a ConfigError naming the row; such files found by scanning are skipped with a
+warning. Only this source may hand out ``file://`` URLs, and only into its root.
 Matching is whole-word and case-insensitive: every word of the query must appear among the caption
 words, where a plural ("dogs", "boxes", "berries") matches its singular. A bad index (missing columns,
 a named file that does not exist) is a ConfigError; an unreadable sidecar is skipped with a warning.
@@ -15,9 +18,14 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlparse
 
+from pydantic import Field
+
+from curate.config import Section
 from curate.errors import ConfigError
-from curate.sources.base import SearchHit, Source, register
+from curate.sources.base import SOURCES, SearchHit, Source
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -46,17 +54,46 @@ class Entry:
     true_wnids: str | None = None
 
 
-@register
-class LocalSource(Source):
-    type = "local"
+class LocalSourceConfig(Section):
+    type: Literal["local"] = "local"
+    root: Path
+    index: str | None = Field(None, description="CSV file (relative to root) with columns file, caption")
+    captions: list[Literal["index", "sidecar", "filename"]] = ["index", "sidecar", "filename"]
+    max_per_query: int = Field(500, ge=1)
 
-    def __init__(self, config):
+    def check_inputs(self, where: str) -> list[str]:
+        if not self.root.is_dir():
+            return [f"{where}.root: folder not found: {self.root}"]
+        if self.index and not (self.root / self.index).is_file():
+            return [f"{where}.index: file not found: {self.root / self.index}"]
+        return []
+
+
+@SOURCES.register
+class LocalSource(Source):
+    name = "local"
+    description = "a folder of captioned images, searched by keyword"
+    Config = LocalSourceConfig
+
+    def __init__(self, config: LocalSourceConfig):
         super().__init__(config)
+        self.root = config.root.resolve()
         self._entries: list[Entry] | None = None
 
     @property
-    def name(self) -> str:
+    def instance(self) -> str:
         return f"local:{self.config.root.name}"
+
+    @property
+    def file_root(self) -> Path:
+        return self.root
+
+    def display_url(self, url: str) -> str:
+        """``file://`` URLs as paths relative to the corpus root: exports carry no curator's paths."""
+        if not url.startswith("file://"):
+            return url
+        path = Path(unquote(urlparse(url).path))
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         wanted = [word_forms(w) for w in tokenize(query)]
@@ -68,20 +105,31 @@ class LocalSource(Source):
     def entries(self) -> list[Entry]:
         if self._entries is None:
             self._entries = self._scan()
-            log.info("%s: %d captioned images", self.name, len(self._entries))
+            log.info("%s: %d captioned images", self.instance, len(self._entries))
         return self._entries
 
     def _hit(self, entry: Entry) -> SearchHit:
         return SearchHit(
-            url=entry.path.resolve().as_uri(), title=entry.caption, license=entry.license,
+            url=entry.path.as_uri(), title=entry.caption, license=entry.license,
             creator=entry.creator, true_wnids=entry.true_wnids,
         )
 
     def _scan(self) -> list[Entry]:
-        root = self.config.root
-        index = self._read_index(root / self.config.index) if self.config.index else {}
-        files = sorted(index) if index else sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        index = self._read_index(self.root / self.config.index) if self.config.index else {}
+        files = sorted(index) if index else self._walk()
         return [self._entry(path, index.get(path, {})) for path in files]
+
+    def _walk(self) -> list[Path]:
+        found = []
+        for path in sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            if self._inside(path.resolve()):
+                found.append(path.resolve())
+            else:
+                log.warning("%s: skipping %s: it leads outside the corpus root", self.instance, path)
+        return found
+
+    def _inside(self, resolved: Path) -> bool:
+        return resolved.is_relative_to(self.root)
 
     def _entry(self, path: Path, meta: dict[str, str]) -> Entry:
         parts = []
@@ -104,11 +152,27 @@ class LocalSource(Source):
             missing = {"file", "caption"} - set(reader.fieldnames or [])
             if missing:
                 raise ConfigError(f"{index_path}: index lacks the column(s) {', '.join(sorted(missing))}")
-            rows = {(self.config.root / row["file"]).resolve(): row for row in reader}
-        absent = [str(p) for p in rows if not p.is_file()]
-        if absent:
-            raise ConfigError(f"{index_path}: {len(absent)} listed file(s) not found, e.g. {absent[0]}")
+            rows, problems = {}, []
+            for line, row in enumerate(reader, start=2):
+                path, problem = self._index_path(row["file"] or "")
+                if problem:
+                    problems.append(f"{index_path} line {line}: file {row['file']!r} {problem}")
+                else:
+                    rows[path] = row
+        if problems:
+            raise ConfigError(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
         return rows
+
+    def _index_path(self, name: str) -> tuple[Path, str | None]:
+        """The resolved path of an index row's file, or why it is refused."""
+        if not name or Path(name).is_absolute():
+            return Path(), "must be a path relative to the corpus root"
+        resolved = (self.root / name).resolve()
+        if not self._inside(resolved):
+            return resolved, f"leads outside the corpus root {self.root}"
+        if not resolved.is_file():
+            return resolved, "not found"
+        return resolved, None
 
 
 def _read_sidecar(path: Path) -> str:

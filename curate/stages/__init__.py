@@ -1,10 +1,34 @@
-"""One module per stage; this list is the registry's order (the pipeline's order)."""
+"""The stage registry, in pipeline order. The runner is handed this registry and imports no stage;
+the pipeline model's sections come from it (:func:`curate.config.pipeline_model`).
 
-from curate.stages.annotate import AnnotateStage
-from curate.stages.benchmark import BenchmarkStage
-from curate.stages.candidates import CandidatesStage
-from curate.stages.export import ExportStage
-from curate.stages.noise import NoiseStage
-from curate.stages.synsets import SynsetsStage
+``STAGES`` is built on first access, so importing the stage contract (:mod:`curate.stages.base`)
+does not import the stages.
+"""
 
-STAGES = [SynsetsStage, CandidatesStage, AnnotateStage, NoiseStage, ExportStage, BenchmarkStage]
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from curate.registry import Registry
+
+
+@cache
+def _build() -> Registry[Any]:
+    from curate.stages.annotate import AnnotateStage
+    from curate.stages.benchmark import BenchmarkStage
+    from curate.stages.candidates import CandidatesStage
+    from curate.stages.export import ExportStage
+    from curate.stages.noise import NoiseStage
+    from curate.stages.synsets import SynsetsStage
+
+    registry: Registry[Any] = Registry("stage")
+    for stage in (SynsetsStage, CandidatesStage, AnnotateStage, NoiseStage, ExportStage, BenchmarkStage):
+        registry.register(stage)
+    return registry
+
+
+def __getattr__(name: str) -> Any:
+    if name == "STAGES":
+        return _build()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

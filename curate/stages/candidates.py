@@ -3,84 +3,144 @@
 Reads: ``queries`` and the configured sources. Writes: ``searches`` (a query searched once per
 source, never again), ``candidates`` (unique per class and URL; status pending -> downloaded |
 duplicate | failed | rejected with an error string), ``images`` and the image store.
-Fetching runs in a thread pool; the driver alone writes the catalog, one transaction per batch, so
-a kill loses at most the batch in flight, and the store's atomic writes keep every image once.
+Downloads run on the configured executor (``run.executor``), results are taken as each one finishes
+(no batch barrier: one slow host holds one worker, not the run), and the driver alone writes the
+catalog, one transaction per ``COMMIT_EVERY`` outcomes, so a kill loses at most those in flight.
+Every per-item failure, whatever its cause, becomes a status and an error string on the candidate.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
+from pathlib import Path
 from typing import Any
 
-from curate.http import Fetcher, FetchError
-from curate.runner import Context, Stage, StageResult
-from curate.sources import Source, create_source
-from curate.store import ImageStore, InvalidImage
+from pydantic import Field
+
+from curate.config import Section, plugin_config
+from curate.sources import SOURCES, Source, create_source
+from curate.stages.base import Context, Stage, StageResult
 
 log = logging.getLogger(__name__)
-BATCH_SIZE = 32
+COMMIT_EVERY = 32  # outcomes per catalog transaction
+COMMIT_INTERVAL_S = 2.0  # ... or at least this often, so a slow tail is saved too
+
+
+class DownloadConfig(Section):
+    workers: int = Field(4, ge=1, le=256)
+    timeout_s: float = Field(20.0, gt=0, description="connect and per-read timeout")
+    deadline_s: float = Field(60.0, gt=0, description="wall-clock limit per download, retries included")
+    retries: int = Field(2, ge=0)
+    max_redirects: int = Field(5, ge=0)
+    max_bytes: int = Field(25_000_000, gt=0)
+    min_side_px: int = Field(32, ge=1, description="checked after resizing")
+    max_side_px: int = Field(512, ge=32, description="longest side after normalization")
+    jpeg_quality: int = Field(90, ge=50, le=100)
+    user_agent: str = "curate/0.1 (+https://github.com/curate-datasets/curate)"
+    allow_private_networks: bool = Field(
+        False, description="follow URLs to loopback, private and link-local addresses (refused by default)"
+    )
+
+
+class CandidatesConfig(Section):
+    sources: list[plugin_config(SOURCES)] = Field(min_length=1)  # type: ignore[valid-type]
+    max_per_class: int = Field(1000, ge=1)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
 
 
 class CandidatesStage(Stage):
     name = "candidates"
     description = "search the image sources and download, validate, deduplicate and store the hits"
+    Config = CandidatesConfig
 
     def has_pending_work(self, ctx: Context) -> bool:
         sources = [create_source(c) for c in ctx.config.candidates.sources]
-        return any(ctx.catalog.pending_searches(s.name) for s in sources) or bool(ctx.catalog.pending_candidates())
+        return any(ctx.catalog.pending_searches(s.instance) for s in sources) or ctx.catalog.has_pending_candidates()
 
     def run(self, ctx: Context) -> StageResult:
         sources = [create_source(c) for c in ctx.config.candidates.sources]
         new_candidates = sum(self._search(ctx, source) for source in sources)
-        outcomes = self._download(ctx)
+        outcomes = self._download(ctx, {s.instance: s.file_root for s in sources})
         stats = {"searched_new": new_candidates, **outcomes}
         return StageResult(stats=stats, nothing_to_do=not new_candidates and not any(outcomes.values()))
 
     # ------------------------------------------------------------------ search
     def _search(self, ctx: Context, source: Source) -> int:
-        pending = ctx.catalog.pending_searches(source.name)
+        pending = ctx.catalog.pending_searches(source.instance)
         added = 0
-        for query in ctx.progress(pending, desc=f"search {source.name}", unit="query"):
+        for query in ctx.progress(pending, desc=f"search {source.instance}", unit="query"):
             room = ctx.config.candidates.max_per_class - ctx.catalog.count_candidates(query["wnid"])
             limit = min(room, getattr(source.config, "max_per_query", room))
             hits = source.search(query["text"], limit) if limit > 0 else []
             rows = [
-                {**hit.as_row(), "wnid": query["wnid"], "source": source.name, "query_id": query["id"], "rank": rank}
+                {**hit.as_row(), "wnid": query["wnid"], "source": source.instance, "query_id": query["id"],
+                 "rank": rank}
                 for rank, hit in enumerate(hits)
             ]
-            added += ctx.catalog.add_search_results(query["id"], source.name, rows)
-        log.info("%s: %d queries searched, %d new candidates", source.name, len(pending), added)
+            added += ctx.catalog.add_search_results(query["id"], source.instance, rows)
+        log.info("%s: %d queries searched, %d new candidates", source.instance, len(pending), added)
         return added
 
     # ------------------------------------------------------------------ download
-    def _download(self, ctx: Context) -> dict[str, int]:
-        pending = ctx.catalog.pending_candidates()
-        cfg = ctx.config.candidates.download
-        fetcher = Fetcher(cfg.timeout_s, cfg.retries, cfg.max_bytes, cfg.user_agent)
+    def _download(self, ctx: Context, file_roots: dict[str, Path | None]) -> dict[str, int]:
+        from curate.executors import create_executor
+
         counts = dict.fromkeys(("downloaded", "duplicate", "failed", "rejected"), 0)
+        pending = ctx.catalog.pending_candidates()
         if not pending:
             return counts
-        bar = ctx.progress(total=len(pending), desc="download", unit="img")
-        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-            for start in range(0, len(pending), BATCH_SIZE):
-                batch = pending[start : start + BATCH_SIZE]
-                outcomes = list(pool.map(lambda row: ingest(row, fetcher, ctx.store, cfg), batch))
-                for status, n in ctx.catalog.record_downloads(outcomes).items():
-                    counts[status] += n
-                bar.update(len(batch))
-        bar.close()
+        cfg = ctx.config.candidates.download
+        fetcher = make_fetcher(cfg)
+        work = [(dict(row), file_roots.get(row["source"])) for row in pending]
+        results = create_executor(ctx.config.run.executor).map_unordered(
+            lambda item: ingest(item[0], fetcher, ctx.store, cfg, file_root=item[1]), work, cfg.workers
+        )
+        with ctx.progress(total=len(pending), desc="download", unit="img") as bar:
+            for status, n in self._record(ctx, results, bar).items():
+                counts[status] += n
         return counts
 
+    @staticmethod
+    def _record(ctx: Context, results: Any, bar: Any) -> dict[str, int]:
+        """Write outcomes as they arrive, in transactions of COMMIT_EVERY or every COMMIT_INTERVAL_S."""
+        written: dict[str, int] = {}
+        batch: list[dict[str, Any]] = []
+        last_commit = time.monotonic()
+        for _, outcome in results:
+            batch.append(outcome)
+            bar.update(1)
+            if len(batch) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_INTERVAL_S:
+                for status, n in ctx.catalog.record_downloads(batch).items():
+                    written[status] = written.get(status, 0) + n
+                batch, last_commit = [], time.monotonic()
+        for status, n in ctx.catalog.record_downloads(batch).items():
+            written[status] = written.get(status, 0) + n
+        return written
 
-def ingest(candidate: Any, fetcher: Fetcher, store: ImageStore, cfg: Any) -> dict[str, Any]:
-    """Fetch one candidate and store it; failures become data (status + error), never exceptions."""
+
+def make_fetcher(cfg: DownloadConfig) -> Any:
+    from curate.http import Fetcher
+
+    return Fetcher(timeout_s=cfg.timeout_s, retries=cfg.retries, max_bytes=cfg.max_bytes, user_agent=cfg.user_agent,
+                   deadline_s=cfg.deadline_s, max_redirects=cfg.max_redirects,
+                   allow_private_networks=cfg.allow_private_networks)
+
+
+def ingest(candidate: Any, fetcher: Any, store: Any, cfg: Any, file_root: Path | None = None) -> dict[str, Any]:
+    """Fetch one candidate and store it; every failure becomes data (status + error), never an exception."""
+    from curate.http import FetchError
+    from curate.store import InvalidImage
+
     outcome: dict[str, Any] = {"id": candidate["id"], "sha256": None, "error": None, "image": None}
     try:
-        data = fetcher.fetch(candidate["url"])
+        data = fetcher.fetch(candidate["url"], file_root=file_root)
         image = store.put(data, max_side_px=cfg.max_side_px, min_side_px=cfg.min_side_px)
     except FetchError as exc:
         return {**outcome, "status": "failed", "error": str(exc)}
     except InvalidImage as exc:
         return {**outcome, "status": "rejected", "error": str(exc)}
+    except Exception as exc:  # a bug or an unforeseen failure must not stop the stage on one item
+        log.debug("candidate %s (%s): unexpected error", candidate["id"], candidate["url"], exc_info=True)
+        return {**outcome, "status": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
     return {**outcome, "status": "downloaded", "sha256": image.sha256, "image": image.as_row()}

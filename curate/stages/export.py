@@ -1,12 +1,12 @@
-"""``export`` stage: write the ImageNet-style class-folder dataset.
+"""``export`` stage: write the dataset in the configured formats, with labels.csv and a datasheet.
 
 Reads: final labels (one class per accepted image), label issues, candidates' provenance, stage stats.
-Writes: ``<run_dir>/export/`` built in ``export.incomplete/`` and renamed on success, so a reader
-never sees half an export:
-``train/<wnid>/<wnid>_<n>.JPEG``, ``val/<wnid>/...`` (seeded, stratified split), ``synsets.txt``
-(``n02084071 dog, domestic dog, Canis familiaris``, ImageNet's LOC_synset_mapping format),
-``labels.csv`` (one row per exported image with provenance) and ``datasheet.json``.
-``torchvision.datasets.ImageFolder`` loads either split directly.
+Writes: ``<run_dir>/export/``, built in ``export.incomplete/`` and swapped in only when complete
+(:mod:`curate.atomic`), so the previous export survives any failure or kill and a reader never sees
+half an export. Each writer of ``export.formats`` writes its files (the default ``imagenet`` writer:
+``train/<wnid>/<wnid>_<n>.JPEG``, ``val/…``, ``synsets.txt``); beside them ``labels.csv`` (one row per
+exported image with provenance: URLs of local corpora relative to the corpus root, text cells
+neutralised against spreadsheet formulas) and ``datasheet.json``.
 """
 
 from __future__ import annotations
@@ -14,22 +14,38 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from pydantic import Field
 
 from curate import __version__
-from curate.runner import Context, Stage, StageResult, fingerprint
+from curate.config import Section, plugin_config
+from curate.exporters import WRITERS
+from curate.stages.base import Context, Stage, StageResult, fingerprint
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
+
+
+class ExportConfig(Section):
+    formats: list[plugin_config(WRITERS)] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [{"type": "imagenet"}], validate_default=True, min_length=1,
+        description="writers, by name or with settings: [imagenet]",
+    )
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    drop_label_issues: bool = True
+    min_images_per_class: int = Field(1, ge=1)
 
 
 class ExportStage(Stage):
     name = "export"
     description = "write the ImageNet-style class-folder dataset with synset mapping and datasheet"
+    Config = ExportConfig
 
     def fingerprint_inputs(self, ctx: Context) -> object:
         labels = [tuple(r) for r in ctx.catalog.final_labels()]
@@ -38,30 +54,30 @@ class ExportStage(Stage):
                 "issues": fingerprint(issues), "noise_run": ctx.catalog.last_ok_fingerprint("noise")}
 
     def run(self, ctx: Context) -> StageResult:
-        table = self._select(ctx)
-        table = assign_split(table, ctx.config.export.val_fraction, ctx.seed)
-        target = ctx.run_dir / "export"
-        staging = ctx.run_dir / "export.incomplete"
-        shutil.rmtree(staging, ignore_errors=True)
-        self._write_images(ctx, table, staging)
-        self._write_synsets(ctx, table, staging)
-        table.drop(columns=["store_path"]).to_csv(staging / "labels.csv", index=False)
-        self._write_datasheet(ctx, table, staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        from curate.atomic import replace_dir
+        from curate.exporters import create_writer
+
+        table = assign_split(self._select(ctx), ctx.config.export.val_fraction, ctx.seed)
+        dropped = int(table.attrs["dropped_issues"])
+        with replace_dir(ctx.layout.export) as staging:
+            for writer_config in ctx.config.export.formats:
+                table = create_writer(writer_config).write(table, staging, ctx)
+            self._write_labels(ctx, table, staging)
+            self._write_datasheet(ctx, table, staging, dropped)
         counts = table["split"].value_counts()
         stats = {"classes": int(table["wnid"].nunique()), "train": int(counts.get("train", 0)),
-                 "val": int(counts.get("val", 0)), "dropped_label_issues": int(table.attrs["dropped_issues"])}
-        return StageResult(stats=stats, outputs={"export": str(target)})
+                 "val": int(counts.get("val", 0)), "dropped_label_issues": dropped}
+        return StageResult(stats=stats, outputs={"export": str(ctx.layout.export)})
 
     # ------------------------------------------------------------------ steps
     def _select(self, ctx: Context) -> pd.DataFrame:
+        import pandas as pd
+
         cfg = ctx.config.export
         rows = [dict(r) for r in ctx.catalog.final_labels() if r["rank"] == 1]
         table = pd.DataFrame(rows, columns=["sha256", "wnid", "p_true", "n_votes", "path", "rank"])
         table = table.drop(columns="rank").rename(columns={"path": "store_path"})
-        flagged = ctx.catalog.issue_shas("label")
-        table["label_issue"] = table["sha256"].isin(flagged)
+        table["label_issue"] = table["sha256"].isin(ctx.catalog.issue_shas("label"))
         drop = cfg.drop_label_issues and self._issues_trustworthy(ctx)
         dropped = int(table["label_issue"].sum()) if drop else 0
         if drop:
@@ -87,22 +103,15 @@ class ExportStage(Stage):
             return False
         return True
 
-    def _write_images(self, ctx: Context, table: pd.DataFrame, root: Path) -> None:
-        paths = []
-        for row in ctx.progress(table.itertuples(), total=len(table), desc="export", unit="img"):
-            rel = Path(row.split) / row.wnid / f"{row.wnid}_{row.n}.JPEG"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ctx.run_dir / row.store_path, root / rel)
-            paths.append(rel.as_posix())
-        table.insert(0, "path", paths)
+    @staticmethod
+    def _write_labels(ctx: Context, table: pd.DataFrame, root: Path) -> None:
+        from curate.tables import write_csv
 
-    def _write_synsets(self, ctx: Context, table: pd.DataFrame, root: Path) -> None:
-        lemmas = {r["wnid"]: r["lemmas"] for r in ctx.catalog.synsets()}
-        lines = [f"{wnid} {lemmas[wnid]}\n" for wnid in sorted(table["wnid"].unique())]
-        (root / "synsets.txt").write_text("".join(lines), encoding="utf-8")
+        write_csv(table.drop(columns=["store_path"]), root / "labels.csv")
 
-    def _write_datasheet(self, ctx: Context, table: pd.DataFrame, root: Path) -> None:
-        sheet = datasheet(ctx, table)
+    @staticmethod
+    def _write_datasheet(ctx: Context, table: pd.DataFrame, root: Path, dropped: int) -> None:
+        sheet = datasheet(ctx, table, dropped)
         (root / "datasheet.json").write_text(json.dumps(sheet, indent=2, default=str), encoding="utf-8")
 
 
@@ -123,16 +132,26 @@ def assign_split(table: pd.DataFrame, val_fraction: float, seed: int) -> pd.Data
 
 
 def provenance(ctx: Context) -> pd.DataFrame:
-    """The first candidate (by id) that brought each (image, class): source, URL, licence, creator."""
-    rows = ctx.catalog.query(
-        "SELECT sha256, wnid, source, url, page_url, title, license, creator FROM candidates "
-        "WHERE id IN (SELECT MIN(id) FROM candidates WHERE status = 'downloaded' GROUP BY sha256, wnid)"
-    )
+    """The first candidate (by id) that brought each (image, class): source, URL, licence, creator.
+    URLs are shown as their source shows them (local corpora: relative to the corpus root)."""
+    import pandas as pd
+
+    from curate.sources import create_source
+
+    display = {s.instance: s.display_url for s in map(create_source, ctx.config.candidates.sources)}
+    rows = [dict(r) for r in ctx.catalog.provenance()]
+    for row in rows:
+        row["url"] = display.get(row["source"], _basename_if_file)(row["url"])
     columns = ["sha256", "wnid", "source", "url", "page_url", "title", "license", "creator"]
-    return pd.DataFrame([dict(r) for r in rows], columns=columns)
+    return pd.DataFrame(rows, columns=columns)
 
 
-def datasheet(ctx: Context, table: pd.DataFrame) -> dict:
+def _basename_if_file(url: str) -> str:
+    """A ``file://`` URL of a source no longer configured: its file name only, never the curator's path."""
+    return url.rsplit("/", 1)[-1] if url.startswith("file://") else url
+
+
+def datasheet(ctx: Context, table: pd.DataFrame, dropped: int) -> dict:
     """Datasheet for the export (after Gebru et al.): composition, collection, labelling, noise."""
     cat = ctx.catalog
     synsets = {r["wnid"]: dict(r) for r in cat.synsets()}
@@ -142,29 +161,27 @@ def datasheet(ctx: Context, table: pd.DataFrame) -> dict:
         for wnid, g in table.groupby("wnid")
     }
     stage_stats = cat.stage_stats()
+    statuses = cat.candidate_status_counts()
     return {
         "name": ctx.config.run.name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "created_with": f"curate {__version__}",
         "wordnet": "WordNet 3.0",
-        "layout": "ImageNet class folders: {split}/{wnid}/{wnid}_{n}.JPEG",
+        "formats": [f.type for f in ctx.config.export.formats],
         "counts": {"images": len(table), "classes": len(per_class),
                    "train": int((table["split"] == "train").sum()), "val": int((table["split"] == "val").sum())},
         "classes": per_class,
         "collection": {
             "sources": dict(Counter(table["source"].fillna("unknown"))),
             "licenses": dict(Counter(table["license"].fillna("unknown"))),
-            "candidates_by_status": {r[0]: r[1] for r in cat.query(
-                "SELECT status, COUNT(*) FROM candidates GROUP BY status")},
-            "exact_duplicates": {"within_class": cat.scalar("SELECT COUNT(*) FROM candidates WHERE status='duplicate'"),
-                                 "across_classes": cat.scalar("SELECT COUNT(*) FROM issues "
-                                                              "WHERE kind='cross_class_duplicate'")},
+            "candidates_by_status": statuses,
+            "exact_duplicates": {"within_class": statuses.get("duplicate", 0),
+                                 "across_classes": cat.count_issues("cross_class_duplicate")},
         },
         "labeling": {
-            "backend": ctx.config.annotate.backend, "aggregation": ctx.config.annotate.aggregate,
+            "backend": ctx.config.annotate.backend.type, "aggregation": ctx.config.annotate.aggregate.type,
             "votes_per_image": ctx.config.annotate.votes_per_image,
-            "votes": cat.scalar("SELECT COUNT(*) FROM votes"),
-            "annotators": cat.scalar("SELECT COUNT(DISTINCT annotator) FROM votes"),
+            **cat.vote_totals(),
             "question": "Is this a <first lemma>? (<gloss>)",
             **{k: v for k, v in stage_stats.get("annotate", {}).items() if k != "seconds"},
         },
@@ -172,7 +189,7 @@ def datasheet(ctx: Context, table: pd.DataFrame) -> dict:
             "method": "cleanlab find_label_issues on out-of-sample logistic-regression probabilities "
                       f"over {ctx.config.noise.backbone} embeddings",
             "flagged": len(cat.issue_shas("label")),
-            "flagged_dropped_from_export": int(table.attrs["dropped_issues"]),
+            "flagged_dropped_from_export": dropped,
             "exported_flagged": int(table["label_issue"].sum()),
             **{k: v for k, v in stage_stats.get("noise", {}).items() if k != "seconds"},
         },

@@ -108,6 +108,23 @@ def build_classifier(
     return _to_device(model, resolve_device(device))
 
 
+def weights_identity(name: str, weights: str) -> str:
+    """What ``weights`` would load now, cheaply (no model is built): ``none``; ``sha256-<16 hex>`` of a
+    state_dict file; for ``imagenet``, the checkpoint's file name and whether the torch hub cache holds
+    it. Stages fingerprint this, so a checkpoint that appears after a fallback run re-runs them."""
+    if weights == "none":
+        return "none"
+    if weights != "imagenet":
+        path = Path(weights).expanduser()
+        return f"sha256-{_sha256_prefix(path)}" if path.is_file() else f"missing:{path}"
+    try:
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+    except (ValueError, AttributeError, KeyError):
+        return "imagenet:unknown"
+    checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    return f"imagenet:{checkpoint.name}:{'cached' if checkpoint.is_file() else 'absent'}"
+
+
 def image_transform(name: str) -> Callable[[PIL.Image.Image], torch.Tensor]:
     """Evaluation preprocessing: the weights' own transforms when torchvision has them, else
     resize 256 / center crop 224 / ImageNet normalization."""

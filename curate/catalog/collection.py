@@ -1,0 +1,136 @@
+"""Catalog nouns of collection: synsets, queries, searches, candidates and images."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import Counter
+from typing import Any
+
+from curate.catalog.db import Database
+
+
+class CollectionTables(Database):
+    # ------------------------------------------------------------------ synsets, queries
+    def upsert_synsets(self, rows: list[dict[str, Any]]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO synsets (wnid, name, lemmas, gloss, depth, hypernym_wnid, lexname) "
+                "VALUES (:wnid, :name, :lemmas, :gloss, :depth, :hypernym_wnid, :lexname) "
+                "ON CONFLICT(wnid) DO UPDATE SET name=excluded.name, lemmas=excluded.lemmas, gloss=excluded.gloss, "
+                "depth=excluded.depth, hypernym_wnid=excluded.hypernym_wnid, lexname=excluded.lexname",
+                rows,
+            )
+
+    def add_queries(self, rows: list[dict[str, Any]]) -> int:
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO queries (wnid, text, lang, kind) VALUES (:wnid, :text, :lang, :kind)", rows
+            )
+            return db.total_changes - before
+
+    def synsets(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM synsets ORDER BY wnid")
+
+    def synset_words(self) -> dict[str, str]:
+        """wnid -> first lemma (the class's human name)."""
+        return {r["wnid"]: r["lemmas"].split(", ")[0] for r in self.synsets()}
+
+    def pending_searches(self, source: str) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT q.* FROM queries q WHERE NOT EXISTS "
+            "(SELECT 1 FROM searches s WHERE s.query_id = q.id AND s.source = ?) ORDER BY q.wnid, q.id",
+            (source,),
+        )
+
+    # ------------------------------------------------------------------ candidates, images
+    def add_search_results(self, query_id: int, source: str, rows: list[dict[str, Any]]) -> int:
+        """Store one query's results and mark the search done, atomically (resume never repeats it)."""
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO candidates (wnid, source, query_id, url, page_url, title, license, creator, "
+                "rank, true_wnids) VALUES (:wnid, :source, :query_id, :url, :page_url, :title, :license, :creator, "
+                ":rank, :true_wnids)",
+                rows,
+            )
+            added = db.total_changes - before
+            db.execute(
+                "INSERT OR REPLACE INTO searches (query_id, source, n_results, finished_at) VALUES (?, ?, ?, ?)",
+                (query_id, source, len(rows), time.time()),
+            )
+            return added
+
+    def count_candidates(self, wnid: str) -> int:
+        return self.scalar("SELECT COUNT(*) FROM candidates WHERE wnid = ?", (wnid,))
+
+    def pending_candidates(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM candidates WHERE status = 'pending' ORDER BY id")
+
+    def has_pending_candidates(self) -> bool:
+        return self.scalar("SELECT EXISTS (SELECT 1 FROM candidates WHERE status = 'pending')") == 1
+
+    def record_downloads(self, outcomes: list[dict[str, Any]]) -> Counter[str]:
+        """Outcomes: {id, status, error, sha256, image: dict|None}. Images are inserted once (by sha256).
+        Returns the statuses written (a downloaded image already seen in its class becomes 'duplicate')."""
+        written: Counter[str] = Counter()
+        with self.transaction() as db:
+            for out in outcomes:
+                image = out.get("image")
+                if image:
+                    db.execute(
+                        "INSERT OR IGNORE INTO images (sha256, path, width, height, nbytes, mime) "
+                        "VALUES (:sha256, :path, :width, :height, :nbytes, :mime)",
+                        image,
+                    )
+                status = out["status"]
+                if status == "downloaded" and self._seen_in_class(db, out["sha256"], out["id"]):
+                    status = "duplicate"
+                db.execute(
+                    "UPDATE candidates SET status = ?, error = ?, sha256 = ? WHERE id = ?",
+                    (status, out.get("error"), out.get("sha256"), out["id"]),
+                )
+                written[status] += 1
+        return written
+
+    @staticmethod
+    def _seen_in_class(db: sqlite3.Connection, sha256: str, candidate_id: int) -> bool:
+        return (
+            db.execute(
+                "SELECT 1 FROM candidates c WHERE c.sha256 = ? AND c.status = 'downloaded' AND c.id != ? "
+                "AND c.wnid = (SELECT wnid FROM candidates WHERE id = ?)",
+                (sha256, candidate_id, candidate_id),
+            ).fetchone()
+            is not None
+        )
+
+    def image_path(self, sha256: str) -> str:
+        return self.scalar("SELECT path FROM images WHERE sha256 = ?", (sha256,))
+
+    def truth_table(self) -> dict[str, set[str]]:
+        """sha256 -> true wnids, from the candidates whose corpus carries ground truth."""
+        truth: dict[str, set[str]] = {}
+        sql = "SELECT sha256, true_wnids FROM candidates WHERE sha256 IS NOT NULL AND true_wnids IS NOT NULL"
+        for row in self.query(sql):
+            truth.setdefault(row["sha256"], set()).update(row["true_wnids"].split())
+        return truth
+
+    def provenance(self) -> list[sqlite3.Row]:
+        """The first candidate (by id) that brought each (image, class): source, URL, licence, creator."""
+        return self.query(
+            "SELECT sha256, wnid, source, url, page_url, title, license, creator FROM candidates "
+            "WHERE id IN (SELECT MIN(id) FROM candidates WHERE status = 'downloaded' GROUP BY sha256, wnid)"
+        )
+
+    def candidate_status_counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.query("SELECT status, COUNT(*) FROM candidates GROUP BY status")}
+
+    def add_images(self, rows: list[dict[str, Any]]) -> None:
+        """Images stored by other means than a download (audits of existing datasets, tests)."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO images (sha256, path, width, height, nbytes, mime) "
+                "VALUES (:sha256, :path, :width, :height, :nbytes, :mime)",
+                rows,
+            )

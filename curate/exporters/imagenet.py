@@ -1,0 +1,54 @@
+"""``imagenet`` writer: ImageNet's class-folder layout, which ``torchvision.datasets.ImageFolder`` loads.
+
+Writes ``train/<wnid>/<wnid>_<n>.JPEG``, ``val/<wnid>/...`` and ``synsets.txt``
+(``n02084071 dog, domestic dog, Canis familiaris``, ImageNet's LOC_synset_mapping format). Images are
+hard links to the run's image store where the file system allows (no extra space), copies otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from curate.config import Section
+from curate.exporters import WRITERS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+@WRITERS.register
+class ImageNetWriter:
+    name = "imagenet"
+    description = "ImageNet class folders: {split}/{wnid}/{wnid}_{n}.JPEG and synsets.txt"
+
+    class Config(Section):
+        type: Literal["imagenet"] = "imagenet"
+
+    def __init__(self, config: Any = None):
+        self.config = config
+
+    def write(self, table: pd.DataFrame, root: Path, ctx: Any) -> pd.DataFrame:
+        paths = []
+        for row in ctx.progress(table.itertuples(), total=len(table), desc="export", unit="img"):
+            rel = Path(row.split) / row.wnid / f"{row.wnid}_{row.n}.JPEG"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(ctx.layout.stored(row.store_path), root / rel)
+            paths.append(rel.as_posix())
+        self._write_synsets(ctx, table, root)
+        return table.assign(path=paths)[["path", *table.columns]]
+
+    @staticmethod
+    def _write_synsets(ctx: Any, table: pd.DataFrame, root: Path) -> None:
+        lemmas = {r["wnid"]: r["lemmas"] for r in ctx.catalog.synsets()}
+        lines = [f"{wnid} {lemmas[wnid]}\n" for wnid in sorted(table["wnid"].unique())]
+        (root / "synsets.txt").write_text("".join(lines), encoding="utf-8")
