@@ -65,9 +65,9 @@ def open_run(config: Any, progress: bool = True, resume_command: str | None = No
     with RunLock(layout.lock):
         setup_logging(layout, config.run.log_level, quiet=quiet)
         try:
-            save_resolved(config, layout.config)
-            catalog = Catalog(layout.catalog)
+            catalog = Catalog(layout.catalog)  # first: a catalog this curate refuses leaves the run untouched
             try:
+                save_resolved(config, layout.config)
                 store = ImageStore(layout.images, jpeg_quality=config.candidates.download.jpeg_quality)
                 yield Context(
                     config=config, catalog=catalog, store=store, layout=layout, seed=config.run.seed,

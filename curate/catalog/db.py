@@ -48,19 +48,22 @@ class Database:
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+        try:
+            db.execute("PRAGMA user_version").fetchone()  # reads the header: fails on a file that is not SQLite
+            if not self.readonly:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error as exc:
-            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise CatalogError(f"{self.path} is not a curate catalog: {exc}") from None
         db.row_factory = sqlite3.Row
         return db
 
     def _user_version(self) -> int:
-        try:
-            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"{self.path} is not a curate catalog: {exc}") from None
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
         pending = [(v, sql) for v, sql in MIGRATIONS if v > self.version]

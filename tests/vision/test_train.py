@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from curate.vision.backbones import Backbone, load_backbone
 from curate.vision.train import linear_probe
@@ -64,3 +65,14 @@ def test_val_class_unknown_to_train(tmp_path: Path, backbone: Backbone):
 def test_missing_folder(tmp_path: Path, backbone: Backbone):
     with pytest.raises(ValueError, match="not an image folder"):
         linear_probe(tmp_path / "absent", tmp_path / "absent", backbone, epochs=1, progress=False)
+
+
+def test_top5_counts_only_the_five_best_of_more_classes():
+    """Seven classes: a target ranked sixth is a top-5 miss, one ranked fifth a hit."""
+    from curate.vision.train import evaluate
+
+    logits = torch.tensor([[7.0, 6, 5, 4, 3, 2, 1]] * 3)  # class 0 first ... class 6 last
+    targets = torch.tensor([0, 4, 5])  # ranked 1st, 5th, 6th
+    top1, top5, per_class = evaluate(nn.Identity(), [(logits, targets)], k=5, class_names=[f"c{i}" for i in range(7)])
+    assert top1 == pytest.approx(1 / 3) and top5 == pytest.approx(2 / 3)
+    assert per_class == {"c0": 1.0, "c4": 0.0, "c5": 0.0}
