@@ -24,7 +24,9 @@ def neutralise(value: Any) -> Any:
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells cannot start a formula."""
-    text_columns = [c for c in frame.columns if frame[c].dtype == object]
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    text_columns = [c for c in frame.columns if is_object_dtype(frame[c]) or is_string_dtype(frame[c])]
     return frame.assign(**{c: frame[c].map(neutralise) for c in text_columns})
 
 

@@ -146,7 +146,7 @@ def refuse_non_loopback(address: Any) -> None:
 
 def fake_getaddrinfo(table: dict[str, list[list[str]]], calls: Counter[str], real: Any) -> Any:
     """A ``socket.getaddrinfo`` answering names in ``table`` (successive answers, the last one repeating)."""
-    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0):  # noqa: A002
+    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0):
         if host not in table:
             return real(host, port, family, type, proto, flags)
         calls[host] += 1

@@ -134,3 +134,6 @@ class CollectionTables(Database):
                 "VALUES (:sha256, :path, :width, :height, :nbytes, :mime)",
                 rows,
             )
+
+    def all_candidates(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM candidates ORDER BY id")

@@ -1,0 +1,88 @@
+"""The candidates stage's download path: every per-item failure becomes a status and an error on its
+candidate (the stage finishes, a resume has nothing left to retry), ``file://`` only from the local
+source, and one slow host never holds back the others."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from conftest import DOG, write_pipeline
+from http_fixtures import start_server
+
+from curate.config import load_config
+from curate.executors.local import LocalExecutor
+from curate.runner import open_run, run_stage
+from curate.stages.candidates import CandidatesStage
+
+MALFORMED = ["/chunked-truncated.png", "/duplicate-length.png", "/to-ftp", "/loop-a", "/bad-status-line.png"]
+
+
+def web_candidates(ctx, urls: list[str]) -> None:
+    """Candidates as a web source would have stored them."""
+    ctx.catalog.upsert_synsets([{"wnid": DOG, "name": "dog.n.01", "lemmas": "dog", "gloss": "a dog", "depth": 0,
+                                 "hypernym_wnid": None, "lexname": "noun.animal"}])
+    ctx.catalog.add_queries([{"wnid": DOG, "text": "dog", "lang": "en", "kind": "synonym"}])
+    (query,) = ctx.catalog.pending_searches("web")
+    rows = [{"wnid": DOG, "source": "web", "query_id": query["id"], "url": url, "page_url": None, "title": "dog",
+             "license": None, "creator": None, "rank": i, "true_wnids": None} for i, url in enumerate(urls)]
+    ctx.catalog.add_search_results(query["id"], "web", rows)
+
+
+def loopback_pipeline(pipeline_file: Path) -> Path:
+    data = yaml.safe_load(pipeline_file.read_text())
+    data["candidates"]["download"].update(allow_private_networks=True, retries=0, deadline_s=5)
+    return write_pipeline(pipeline_file, data)
+
+
+def test_malformed_responses_and_foreign_file_urls_become_statuses(pipeline_file: Path, tmp_path: Path):
+    httpd, port = start_server()
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not even an image")
+    urls = [f"http://127.0.0.1:{port}{p}" for p in [*MALFORMED, "/ok.png"]] + [outside.as_uri(),
+                                                                                "file:///etc/pass%00wd"]
+    try:
+        with open_run(load_config(loopback_pipeline(pipeline_file)), progress=False) as ctx:
+            web_candidates(ctx, urls)
+            result = run_stage(CandidatesStage(), ctx)
+            rows = {r["url"]: r for r in ctx.catalog.all_candidates()}
+            again = run_stage(CandidatesStage(), ctx)
+    finally:
+        httpd.shutdown()
+    web = {u: rows[u] for u in urls}
+    assert web[urls[len(MALFORMED)]]["status"] == "downloaded"
+    failed = [u for u in urls if u != urls[len(MALFORMED)]]
+    assert result.stats["failed"] == len(failed)
+    assert all(web[u]["status"] == "failed" and web[u]["error"] for u in failed), {u: dict(web[u]) for u in failed}
+    assert "only allowed for the local source" in web[outside.as_uri()]["error"]
+    assert again.nothing_to_do
+
+
+def test_a_slow_item_does_not_hold_back_the_others():
+    release = threading.Event()
+
+    def work(item: int) -> int:
+        if item == 0:
+            release.wait(10)
+        return item
+
+    order = []
+    for item, _ in LocalExecutor().map_unordered(work, range(40), workers=2):
+        order.append(item)
+        if len(order) == 39:
+            release.set()
+    assert order[-1] == 0 and sorted(order) == list(range(40))
+
+
+def test_stopping_early_does_not_wait_for_stragglers():
+    def work(item: int) -> int:
+        time.sleep(5 if item == 0 else 0)
+        return item
+
+    started = time.monotonic()
+    results = LocalExecutor().map_unordered(work, range(10), workers=2)
+    assert next(iter(results))[0] != 0
+    results.close()
+    assert time.monotonic() - started < 4
