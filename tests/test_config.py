@@ -113,3 +113,34 @@ def test_resolved_config_round_trips(pipeline_file: Path, tmp_path: Path):
     again = load_config(tmp_path / "resolved.yaml")
     assert again == config
     assert yaml.safe_load((tmp_path / "resolved.yaml").read_text())["noise"]["weights"] == "none"
+
+
+def test_plugins_by_name_or_mapping_and_their_keys_checked(pipeline_file: Path):
+    config = load_config(pipeline_file, ["annotate.backend=simulated", "annotate.aggregate=majority",
+                                         "export.formats=[imagenet]", "benchmark.modes=[linear_probe]"])
+    assert config.annotate.backend.type == "simulated" and config.annotate.backend.workers == 12
+    assert [f.type for f in config.export.formats] == ["imagenet"]
+    assert config.benchmark.modes[0].epochs == 30
+    config = load_config(pipeline_file, ["annotate.backend=simulated", "annotate.backend.workers=5"])
+    assert config.annotate.backend.workers == 5  # --set reaches into a plug-in given by name only
+    with pytest.raises(ConfigError) as info:
+        load_config(pipeline_file, ["annotate.backend.workerz=3", "candidates.sources.0.type=openversee",
+                                    "benchmark.modes=[{type: linear_probe, epochz: 1}]"])
+    problems = info.value.problems
+    assert "annotate.backend.workerz: unknown key" in problems
+    assert "benchmark.modes.0.epochz: unknown key" in problems
+    assert any(p.startswith("candidates.sources.0: unknown type 'openversee'; known: 'local'") for p in problems)
+
+
+def test_the_pipeline_model_is_assembled_from_the_registries():
+    from curate.config import pipeline_model
+    from curate.stages import STAGES
+
+    assert list(pipeline_model().model_fields) == ["run", *STAGES.names()]
+
+
+def test_the_demo_pipeline_is_valid():
+    from conftest import REPO
+
+    config = load_config(REPO / "pipelines" / "demo.yaml")
+    assert config.annotate.backend.type == "simulated" and config.run.executor.type == "local"
