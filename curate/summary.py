@@ -48,9 +48,10 @@ def _outputs(summary: Any) -> dict[str, str]:
     outputs = {k: v for r in summary.results.values() for k, v in r.outputs.items()}
     found = {"report": layout.report_index, "export": layout.export}
     outputs.update({k: str(p) for k, p in found.items() if p.exists() and k not in outputs})
-    if not any(k.startswith("benchmark") for k in outputs) and layout.benchmark.is_dir():
-        for path in sorted(layout.benchmark.glob("*.json")):
-            outputs[f"benchmark {path.stem}"] = str(path)
+    results = sorted(layout.benchmark.glob("*.json")) if layout.benchmark.is_dir() else []
+    if not any(k.startswith("benchmark") for k in outputs):
+        for path in results:
+            outputs["benchmark" if len(results) == 1 else f"benchmark {path.stem}"] = str(path)
     return outputs
 
 
