@@ -12,9 +12,21 @@ model is assembled from the registries, and ``curate validate`` / ``stages`` / `
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class Plugin:
+    """Optional base of a configurable plug-in: class-level ``name``/``description``/``Config``, and the
+    validated config section it was created from in ``self.config``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[Any]]
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
 
 
 class Registry(Generic[T]):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from curate.config import Section
 from curate.crowd import AGGREGATORS
+from curate.registry import Plugin
 
 
 def create_aggregator(config: Any) -> Any:
@@ -21,15 +22,13 @@ def create_aggregator(config: Any) -> Any:
 
 
 @AGGREGATORS.register
-class Majority:
+class Majority(Plugin):
     name = "majority"
     description = "accepted when yes-votes strictly outnumber no-votes (a tie is not a consensus)"
 
     class Config(Section):
         type: Literal["majority"] = "majority"
 
-    def __init__(self, config: Any = None):
-        self.config = config
 
     def aggregate(self, votes: Iterable[Any]) -> list[dict[str, Any]]:
         tally: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])

@@ -13,20 +13,19 @@ from typing import Any, Literal
 
 from curate.config import Section
 from curate.executors import EXECUTORS
+from curate.registry import Plugin
 
 IN_FLIGHT_PER_WORKER = 4
 
 
 @EXECUTORS.register
-class LocalExecutor:
+class LocalExecutor(Plugin):
     name = "local"
     description = "a thread pool on this machine"
 
     class Config(Section):
         type: Literal["local"] = "local"
 
-    def __init__(self, config: Any = None):
-        self.config = config
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[tuple[Any, Any]]:
         source = iter(items)

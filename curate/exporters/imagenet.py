@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from curate.config import Section
 from curate.exporters import WRITERS
+from curate.registry import Plugin
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,15 +28,13 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 @WRITERS.register
-class ImageNetWriter:
+class ImageNetWriter(Plugin):
     name = "imagenet"
     description = "ImageNet class folders: {split}/{wnid}/{wnid}_{n}.JPEG and synsets.txt"
 
     class Config(Section):
         type: Literal["imagenet"] = "imagenet"
 
-    def __init__(self, config: Any = None):
-        self.config = config
 
     def write(self, table: pd.DataFrame, root: Path, ctx: Any) -> pd.DataFrame:
         paths = []

@@ -9,10 +9,11 @@ from pydantic import Field
 
 from curate.config import Section
 from curate.modes import MODES
+from curate.registry import Plugin
 
 
 @MODES.register
-class LinearProbe:
+class LinearProbe(Plugin):
     name = "linear_probe"
     description = "frozen backbone, new linear head; top-1 / top-5 on val"
 
@@ -22,8 +23,6 @@ class LinearProbe:
         lr: float = Field(1e-3, gt=0)
         batch_size: int = Field(64, ge=1)
 
-    def __init__(self, config: Any):
-        self.config = config
 
     def run(self, train_dir: Path, val_dir: Path, backbone: Any, ctx: Any) -> dict[str, Any]:
         from curate.vision.train import linear_probe

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from curate.config import Section
-from curate.registry import Registry
+from curate.registry import Plugin, Registry
 
 
 @dataclass(frozen=True)
@@ -29,16 +28,9 @@ class SearchHit:
         return asdict(self)
 
 
-class Source:
+class Source(Plugin):
     """Base class. ``name`` is the YAML ``type:`` value; :attr:`instance` identifies one configured source
     in the catalog (``searches.source``, ``candidates.source``)."""
-
-    name: ClassVar[str]
-    description: ClassVar[str] = ""
-    Config: ClassVar[type[Section]]
-
-    def __init__(self, config: Any):
-        self.config = config
 
     @property
     def instance(self) -> str:
