@@ -53,11 +53,14 @@ class BenchmarkStage(Stage):
                 "fallback": ctx.config.noise.weights_fallback, "device": ctx.config.noise.device}
 
     def run(self, ctx: Context) -> StageResult:
-        from curate.atomic import write_text
+        from curate.atomic import published, write_text
         from curate.modes import create_mode
         from curate.stages.common import load_backbone_with_fallback
 
-        export = ctx.layout.export
+        export = published(ctx.layout.export)  # a finished export (an interrupted swap is undone first)
+        if export is None:
+            log.warning("benchmark: there is no finished export yet; run the export stage first")
+            return StageResult(stats={"skipped": "no export"})
         if not any((export / "val").glob("*/*.JPEG")):
             log.warning("benchmark: the export has no validation images; set export.val_fraction > 0")
             return StageResult(stats={"skipped": "no validation images"})
