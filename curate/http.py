@@ -180,7 +180,7 @@ class Fetcher:
 
     def _accept(self, resp: requests.Response, deadline: float) -> bytes:
         if resp.status_code in RETRY_STATUS:
-            raise _Retryable(f"HTTP {resp.status_code}", _parse_retry_after(resp.headers.get("Retry-After")))
+            raise _Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
             raise FetchError(f"HTTP {resp.status_code}")
         kind = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -255,7 +255,7 @@ def _decode_body(data: bytes, encoding: str, max_bytes: int) -> bytes:
     return body
 
 
-def _parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait for a ``Retry-After`` value (seconds or HTTP date), clamped to [0, 60]; None if unusable."""
     value = (value or "").strip()
     if value.isascii() and value.isdigit():

@@ -25,7 +25,7 @@ from http_fixtures import (
     tls_context,
 )
 
-from curate.http import Fetcher, FetchError, _address_problem, _parse_retry_after
+from curate.http import Fetcher, FetchError, _address_problem, parse_retry_after
 
 
 def default_policy_plus_test_server(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -265,8 +265,8 @@ NOW = datetime(2026, 10, 21, 7, 28, tzinfo=UTC)
     ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0), ("Wed, 21 Oct 2026 09:00:00 GMT", 60.0),
     ("-5", None), ("1.5", None), ("soon", None), ("", None), (None, None),
 ])
-def test_parse_retry_after(value, seconds):
-    assert _parse_retry_after(value, now=NOW) == seconds
+def testparse_retry_after(value, seconds):
+    assert parse_retry_after(value, now=NOW) == seconds
 
 
 @pytest.mark.parametrize("code, attempts", [(404, 1), (403, 1), (410, 1), (501, 1), (429, 3), (500, 3), (502, 3),

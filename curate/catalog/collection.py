@@ -62,8 +62,10 @@ class CollectionTables(Database):
             )
             return added
 
-    def count_candidates(self, wnid: str) -> int:
-        return self.scalar("SELECT COUNT(*) FROM candidates WHERE wnid = ?", (wnid,))
+    def count_candidates(self, wnid: str, source: str | None = None) -> int:
+        if source is None:
+            return self.scalar("SELECT COUNT(*) FROM candidates WHERE wnid = ?", (wnid,))
+        return self.scalar("SELECT COUNT(*) FROM candidates WHERE wnid = ? AND source = ?", (wnid, source))
 
     def pending_candidates(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM candidates WHERE status = 'pending' ORDER BY id")

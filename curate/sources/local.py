@@ -25,7 +25,7 @@ from pydantic import Field
 
 from curate.config import Section
 from curate.errors import ConfigError
-from curate.sources.base import SOURCES, SearchHit, Source
+from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -60,6 +60,7 @@ class LocalSourceConfig(Section):
     index: str | None = Field(None, description="CSV file (relative to root) with columns file, caption")
     captions: list[Literal["index", "sidecar", "filename"]] = ["index", "sidecar", "filename"]
     max_per_query: int = Field(500, ge=1)
+    weight: float = Field(1.0, gt=0, description="share of candidates.max_per_class, relative to other sources")
 
     def check_inputs(self, where: str) -> list[str]:
         if not self.root.is_dir():
@@ -75,8 +76,8 @@ class LocalSource(Source):
     description = "a folder of captioned images, searched by keyword"
     Config = LocalSourceConfig
 
-    def __init__(self, config: LocalSourceConfig):
-        super().__init__(config)
+    def __init__(self, config: LocalSourceConfig, user_agent: str = DEFAULT_USER_AGENT):
+        super().__init__(config, user_agent)
         self.root = config.root.resolve()
         self._entries: list[Entry] | None = None
 
@@ -95,8 +96,8 @@ class LocalSource(Source):
         path = Path(unquote(urlparse(url).path))
         return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
 
-    def search(self, query: str, limit: int) -> list[SearchHit]:
-        wanted = [word_forms(w) for w in tokenize(query)]
+    def search(self, query: Query, limit: int) -> list[SearchHit]:
+        wanted = [word_forms(w) for w in tokenize(query.text)]
         if not wanted:
             return []
         hits = [e for e in self.entries() if all(forms & e.words for forms in wanted)]

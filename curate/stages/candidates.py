@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import Field
 
 from curate.config import Section, plugin_config
-from curate.sources import SOURCES, Source, create_source
+from curate.errors import StageError
+from curate.sources import SOURCES, Query, Source, SourceError, create_source
 from curate.stages.base import Context, Stage, StageResult
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class DownloadConfig(Section):
 
 class CandidatesConfig(Section):
     sources: list[plugin_config(SOURCES)] = Field(min_length=1)  # type: ignore[valid-type]
-    max_per_class: int = Field(1000, ge=1)
+    max_per_class: int = Field(1000, ge=1, description="candidates per class, shared among sources by weight")
     download: DownloadConfig = Field(default_factory=DownloadConfig)
 
 
@@ -55,32 +56,49 @@ class CandidatesStage(Stage):
     Config = CandidatesConfig
 
     def has_pending_work(self, ctx: Context) -> bool:
-        sources = [create_source(c) for c in ctx.config.candidates.sources]
+        sources = self._sources(ctx)
         return any(ctx.catalog.pending_searches(s.instance) for s in sources) or ctx.catalog.has_pending_candidates()
 
     def run(self, ctx: Context) -> StageResult:
-        sources = [create_source(c) for c in ctx.config.candidates.sources]
-        new_candidates = sum(self._search(ctx, source) for source in sources)
+        sources = self._sources(ctx)
+        searched = [self._search(ctx, source, sources) for source in sources]
+        new_candidates = sum(n for n, _ in searched)
         outcomes = self._download(ctx, {s.instance: s.file_root for s in sources})
+        failures = [error for _, error in searched if error]
+        if failures:  # what was collected is saved; the failed searches stay pending for the next run
+            raise StageError(self.name, "; ".join(failures))
         stats = {"searched_new": new_candidates, **outcomes}
         return StageResult(stats=stats, nothing_to_do=not new_candidates and not any(outcomes.values()))
 
+    @staticmethod
+    def _sources(ctx: Context) -> list[Source]:
+        user_agent = ctx.config.candidates.download.user_agent
+        return [create_source(c, user_agent=user_agent) for c in ctx.config.candidates.sources]
+
     # ------------------------------------------------------------------ search
-    def _search(self, ctx: Context, source: Source) -> int:
+    def _search(self, ctx: Context, source: Source, sources: list[Source]) -> tuple[int, str | None]:
+        """Search every pending query; returns new candidates and, when the service failed, why."""
         pending = ctx.catalog.pending_searches(source.instance)
-        added = 0
-        for query in ctx.progress(pending, desc=f"search {source.instance}", unit="query"):
-            room = ctx.config.candidates.max_per_class - ctx.catalog.count_candidates(query["wnid"])
-            limit = min(room, getattr(source.config, "max_per_query", room))
-            hits = source.search(query["text"], limit) if limit > 0 else []
+        lemmas = {r["wnid"]: tuple(r["lemmas"].split(", ")) for r in ctx.catalog.synsets()}
+        cap = class_cap(ctx.config.candidates.max_per_class, source, sources)
+        added, error = 0, None
+        for row in ctx.progress(pending, desc=f"search {source.instance}", unit="query"):
+            limit = min(cap - ctx.catalog.count_candidates(row["wnid"], source.instance),
+                        getattr(source.config, "max_per_query", cap))
+            query = Query(row["text"], row["wnid"], row["lang"], row["kind"], lemmas.get(row["wnid"], ()))
+            try:
+                hits = source.search(query, limit) if limit > 0 else []
+            except SourceError as exc:
+                error = f"{exc} ({len(pending) - pending.index(row)} queries left to search on the next run)"
+                log.error("search stopped: %s", error)
+                break
             rows = [
-                {**hit.as_row(), "wnid": query["wnid"], "source": source.instance, "query_id": query["id"],
-                 "rank": rank}
+                {**hit.as_row(), "wnid": row["wnid"], "source": source.instance, "query_id": row["id"], "rank": rank}
                 for rank, hit in enumerate(hits)
             ]
-            added += ctx.catalog.add_search_results(query["id"], source.instance, rows)
+            added += ctx.catalog.add_search_results(row["id"], source.instance, rows)
         log.info("%s: %d queries searched, %d new candidates", source.instance, len(pending), added)
-        return added
+        return added, error
 
     # ------------------------------------------------------------------ download
     def _download(self, ctx: Context, file_roots: dict[str, Path | None]) -> dict[str, int]:
@@ -117,6 +135,12 @@ class CandidatesStage(Stage):
         for status, n in ctx.catalog.record_downloads(batch).items():
             written[status] = written.get(status, 0) + n
         return written
+
+
+def class_cap(max_per_class: int, source: Source, sources: list[Source]) -> int:
+    """Candidates this source may add per class: its weight's share of ``max_per_class`` (at least 1)."""
+    total = sum(s.weight for s in sources)
+    return max(1, round(max_per_class * source.weight / total))
 
 
 def make_fetcher(cfg: DownloadConfig) -> Any:
