@@ -17,8 +17,8 @@ from curate.layout import RunLayout
 def _table(rows: list[Any], columns: list[str]) -> str:
     cells = [[str(r[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
@@ -55,8 +55,20 @@ def _outputs(summary: Any) -> dict[str, str]:
     return outputs
 
 
+def reasons_table(catalog: Any) -> list[dict[str, Any]]:
+    """Failed and rejected candidates per source and reason code, most frequent first."""
+    from curate.reasons import reason_of
+
+    counts: dict[tuple[str, str, str], int] = {}
+    for row in catalog.candidate_errors():
+        key = (row["source"], row["status"], reason_of(row["error"]))
+        counts[key] = counts.get(key, 0) + row["n"]
+    ordered = sorted(counts.items(), key=lambda item: (item[0][0], -item[1], item[0][2]))
+    return [{"source": s, "status": st, "reason": r, "candidates": n} for (s, st, r), n in ordered]
+
+
 def print_status(run_dir: Path) -> int:
-    from curate.catalog import PER_CLASS_COLUMNS, Catalog
+    from curate.catalog import PER_CLASS_COLUMNS, PER_SOURCE_COLUMNS, Catalog
 
     layout = RunLayout(Path(run_dir))
     if not layout.exists():
@@ -67,6 +79,14 @@ def print_status(run_dir: Path) -> int:
         for row in catalog.stage_summary():
             stats = ", ".join(f"{k}={v}" for k, v in json.loads(row["stats"] or "{}").items() if k != "seconds")
             print(f"  {row['stage']:<11} {row['status']:<11} {stats}")
+        sources = catalog.per_source_status()
+        if sources:
+            print("\nper source (kept: accepted by the crowd):")
+            print(_table(sources, PER_SOURCE_COLUMNS))
+        reasons = reasons_table(catalog)
+        if reasons:
+            print("\nfailed and rejected, by reason:")
+            print(_table(reasons, ["source", "status", "reason", "candidates"]))
         print("\nper class:")
         print(_table(catalog.per_class_status(), PER_CLASS_COLUMNS))
     finally:

@@ -161,6 +161,8 @@ def test_status_prints_stages_and_classes(finished_run, capsys):
     assert main(["status", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "candidates" in out and DOG in out and "label_issues" in out
+    assert "local:corpus  32          0        29          2          0       1         25" in out  # per source
+    assert "local:corpus  rejected  undecodable  1" in out  # failures by reason
 
 
 def test_status_of_missing_run(tmp_path, capsys):

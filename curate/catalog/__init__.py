@@ -13,7 +13,7 @@ from curate.catalog.collection import CollectionTables
 from curate.catalog.crowd import CrowdTables
 from curate.catalog.db import CatalogError
 from curate.catalog.labels import LabelTables
-from curate.catalog.runs import PER_CLASS_COLUMNS, RunTables
+from curate.catalog.runs import PER_CLASS_COLUMNS, PER_SOURCE_COLUMNS, RunTables
 from curate.catalog.schema import SCHEMA_VERSION
 
 
@@ -22,4 +22,4 @@ class Catalog(CollectionTables, CrowdTables, LabelTables, RunTables):
     ``Catalog(path, readonly=True)`` reads one without changing it."""
 
 
-__all__ = ["PER_CLASS_COLUMNS", "SCHEMA_VERSION", "Catalog", "CatalogError"]
+__all__ = ["PER_CLASS_COLUMNS", "PER_SOURCE_COLUMNS", "SCHEMA_VERSION", "Catalog", "CatalogError"]

@@ -14,14 +14,30 @@ SELECT s.wnid, substr(s.lemmas, 1, 28) AS words,
   (SELECT COUNT(*) FROM candidates c WHERE c.wnid = s.wnid) AS candidates,
   (SELECT COUNT(*) FROM candidates c WHERE c.wnid = s.wnid AND c.status = 'downloaded') AS downloaded,
   (SELECT COUNT(*) FROM candidates c WHERE c.wnid = s.wnid AND c.status = 'duplicate') AS duplicate,
-  (SELECT COUNT(*) FROM candidates c WHERE c.wnid = s.wnid AND c.status IN ('failed', 'rejected')) AS failed,
+  (SELECT COUNT(*) FROM candidates c WHERE c.wnid = s.wnid AND c.status = 'failed') AS failed,
+  (SELECT COUNT(*) FROM candidates c WHERE c.wnid = s.wnid AND c.status = 'rejected') AS rejected,
   (SELECT COUNT(*) FROM votes v JOIN tasks t ON t.id = v.task_id WHERE t.wnid = s.wnid) AS votes,
   (SELECT COUNT(*) FROM labels l WHERE l.wnid = s.wnid AND l.accepted = 1) AS accepted,
   (SELECT COUNT(*) FROM issues i WHERE i.wnid = s.wnid AND i.kind = 'label') AS label_issues
 FROM synsets s ORDER BY s.wnid
 """
-PER_CLASS_COLUMNS = ["wnid", "words", "candidates", "downloaded", "duplicate", "failed", "votes", "accepted",
-                     "label_issues"]
+PER_CLASS_COLUMNS = ["wnid", "words", "candidates", "downloaded", "duplicate", "failed", "rejected", "votes",
+                     "accepted", "label_issues"]
+
+# "kept": downloaded candidates whose image the crowd accepted for the candidate's class.
+PER_SOURCE_SQL = """
+SELECT c.source,
+  COUNT(*) AS candidates,
+  SUM(c.status = 'pending') AS pending,
+  SUM(c.status = 'downloaded') AS downloaded,
+  SUM(c.status = 'duplicate') AS duplicate,
+  SUM(c.status = 'failed') AS failed,
+  SUM(c.status = 'rejected') AS rejected,
+  SUM(EXISTS (SELECT 1 FROM labels l WHERE l.sha256 = c.sha256 AND l.wnid = c.wnid AND l.accepted = 1
+              AND c.status = 'downloaded')) AS kept
+FROM candidates c GROUP BY c.source ORDER BY c.source
+"""
+PER_SOURCE_COLUMNS = ["source", "candidates", "pending", "downloaded", "duplicate", "failed", "rejected", "kept"]
 
 
 class RunTables(Database):
@@ -56,3 +72,13 @@ class RunTables(Database):
 
     def per_class_status(self) -> list[sqlite3.Row]:
         return self.query(PER_CLASS_SQL)
+
+    def per_source_status(self) -> list[sqlite3.Row]:
+        return self.query(PER_SOURCE_SQL)
+
+    def candidate_errors(self) -> list[sqlite3.Row]:
+        """(source, status, error, n) for failed and rejected candidates, grouped by identical message."""
+        return self.query(
+            "SELECT source, status, error, COUNT(*) AS n FROM candidates WHERE status IN ('failed', 'rejected') "
+            "GROUP BY source, status, error"
+        )
