@@ -23,6 +23,7 @@ becomes the candidate's ``error`` column, e.g. ``refused: 10.0.0.1 is a private 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import random
@@ -83,7 +84,10 @@ class Fetcher:
 
     def __init__(self, timeout_s: float = 20.0, retries: int = 2, max_bytes: int = 25_000_000,
                  user_agent: str = "curate", backoff_s: float = 0.5, deadline_s: float = 60.0,
-                 max_redirects: int = 5, allow_private_networks: bool = False):
+                 max_redirects: int = 5, allow_private_networks: bool = False, per_host_workers: int = 0,
+                 per_host_rate: float = 0.0, respect_noai: bool = True):
+        self.hosts = HostGate(per_host_workers, per_host_rate)
+        self.respect_noai = respect_noai
         self.timeout_s = timeout_s
         self.retries = retries
         self.max_bytes = max_bytes
@@ -162,7 +166,8 @@ class Fetcher:
 
     def _attempt(self, url: str, deadline: float) -> bytes:
         try:
-            return self._follow(url, deadline)
+            with self.hosts.slot(urlsplit(url).hostname or "", deadline):
+                return self._follow(url, deadline)
         except _URL_ERRORS as exc:
             raise _classify(exc) from None
 
@@ -186,7 +191,12 @@ class Fetcher:
         kind = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if kind and not kind.startswith("image/") and kind != "application/octet-stream":
             raise FetchError(f"not an image: Content-Type {kind}")
-        return self._read_body(resp, deadline)
+        if self.respect_noai and (opt_out := noai_directive(resp.headers.get("X-Robots-Tag", ""))):
+            raise FetchError(f"the host opts out of AI use: X-Robots-Tag {opt_out}")
+        body = self._read_body(resp, deadline)
+        if not looks_like_image(body):
+            raise FetchError(f"not an image: the content starts with {body[:8]!r}")
+        return body
 
     def _read_body(self, resp: requests.Response, deadline: float) -> bytes:
         declared = resp.raw.length_remaining
@@ -391,3 +401,64 @@ class _GuardedAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager = _GuardedPoolManager(self._address_allowed, num_pools=connections, maxsize=maxsize,
                                                block=block, **pool_kwargs)
+
+
+# Leading bytes of the formats the store decodes (JPEG, PNG, GIF, WebP, BMP, TIFF).
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+NOAI_DIRECTIVES = ("noai", "noimageai")
+
+
+def looks_like_image(body: bytes) -> bool:
+    """Magic-byte check, before any decoder sees the bytes (servers label HTML error pages image/jpeg)."""
+    return body.startswith(IMAGE_SIGNATURES) or (body[:4] == b"RIFF" and body[8:12] == b"WEBP")
+
+
+def noai_directive(header: str) -> str | None:
+    """The ``noai`` / ``noimageai`` directive of an ``X-Robots-Tag`` header, if any: directives are
+    comma-separated and may be scoped to a crawler (``otherbot: noai``); a scope other than ours or
+    all crawlers does not bind us."""
+    for part in header.split(","):
+        scope, _, directive = part.rpartition(":")
+        if directive.strip().lower() in NOAI_DIRECTIVES and scope.strip().lower() in ("", "curate", "*"):
+            return directive.strip().lower()
+    return None
+
+
+class HostGate:
+    """Per-host politeness: at most ``workers`` downloads at once and at most ``rate`` starts per second
+    for one host (0 = no limit). Waiting for a slot counts against the download's deadline."""
+
+    def __init__(self, workers: int = 0, rate: float = 0.0):
+        self.workers, self.interval_s = workers, (1.0 / rate if rate > 0 else 0.0)
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.Semaphore] = {}
+        self._next_start: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def slot(self, host: str, deadline: float) -> Iterator[None]:
+        semaphore = self._semaphore(host)
+        if semaphore is not None and not semaphore.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise FetchError(f"deadline exceeded waiting for a free slot on {host}")
+        try:
+            self._pace(host, deadline)
+            yield
+        finally:
+            if semaphore is not None:
+                semaphore.release()
+
+    def _semaphore(self, host: str) -> threading.Semaphore | None:
+        if self.workers <= 0:
+            return None
+        with self._lock:
+            return self._slots.setdefault(host, threading.BoundedSemaphore(self.workers))
+
+    def _pace(self, host: str, deadline: float) -> None:
+        if not self.interval_s:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start.get(host, now))
+            self._next_start[host] = start + self.interval_s
+        if start > deadline:
+            raise FetchError(f"deadline exceeded waiting for the rate limit of {host}")
+        time.sleep(max(0.0, start - now))

@@ -6,7 +6,9 @@ EPS through Ghostscript among them, are never reached); the store's existing fil
 re-decoded before being trusted. Writes: one normalized JPEG per distinct sha256 (EXIF orientation
 applied, high-bit-depth greyscale rescaled to 8 bits, RGB, longest side capped), atomically
 (temporary ``*.tmp`` file + ``os.replace``), so a kill mid-write leaves no half file; a second write
-of the same image is a no-op unless the stored file no longer decodes, then it is rewritten. Opening
+of the same image is a no-op unless the stored file no longer decodes, then it is rewritten. Files are
+not fsynced one by one (that cost more than decoding them): a kill never leaves a half file, a power
+cut may, and such a file is found and rewritten by the next ``put`` of the same bytes. Opening
 the store deletes the ``<root>/<2 hex>/*.tmp`` files such a kill left behind (one process per run
 directory: the runner holds the run's lock). Failure: on undecodable, unsupported, too-large or
 too-small input (the min side is checked after resizing) :func:`normalize` raises
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 import tempfile
@@ -68,7 +71,7 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = _decode(data)
+            img = _decode(data, max_side_px)
         rgb = _to_rgb(ImageOps.exif_transpose(img))
     except InvalidImage:
         raise
@@ -83,10 +86,15 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int) -> Image.Image:
     return rgb
 
 
-def _decode(data: bytes) -> Image.Image:
+def _decode(data: bytes, max_side_px: int | None = None) -> Image.Image:
     img = _open_restricted(io.BytesIO(data), ACCEPTED_FORMATS)
     if img.width * img.height > MAX_PIXELS:
         raise InvalidImage(f"image too large: {img.width}x{img.height} px")
+    if max_side_px and img.format == "JPEG" and max(img.size) >= 2 * max_side_px:
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the size asked for): a 12-megapixel
+        # photo decodes ~4-8x faster, and the resize after it has less to do.
+        scale = max_side_px / max(img.size)
+        img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
     img.load()
     return img
 
@@ -170,11 +178,14 @@ def _stored_size(path: Path) -> tuple[int, int] | None:
 
 
 class ImageStore:
-    def __init__(self, root: Path, jpeg_quality: int = 90):
+    def __init__(self, root: Path, jpeg_quality: int = 90, remove_temporaries: bool = True):
+        """``remove_temporaries``: the run's owner cleans up after a kill; decoder processes that write
+        into the same store beside it must not (they would delete each other's files in flight)."""
         self.root = Path(root)
         self.jpeg_quality = jpeg_quality
         self.root.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temporaries()
+        if remove_temporaries:
+            self._remove_stale_temporaries()
 
     def relpath(self, sha256: str) -> str:
         return f"{self.root.name}/{sha256[:2]}/{sha256}.jpg"
@@ -210,10 +221,8 @@ class ImageStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=_TMP_SUFFIX)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                img.save(fh, format="JPEG", quality=self.jpeg_quality, optimize=True)
-                fh.flush()
-                os.fsync(fh.fileno())
+            with os.fdopen(fd, "wb") as fh:  # no optimize pass and no fsync per file: both cost more than the
+                img.save(fh, format="JPEG", quality=self.jpeg_quality)  # decode; a kill still leaves no half file
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -65,8 +65,8 @@ def words(synset) -> list[str]:
 class Query:
     wnid: str
     text: str
-    kind: str  # synonym | parent
-    lang: str = "en"
+    kind: str  # synonym | parent | translation
+    lang: str = "en"  # "en", or the Open Multilingual WordNet's code of a translation (cmn, spa, nld, ita, ...)
 
 
 def describe(synset) -> dict:
@@ -147,6 +147,20 @@ def expand_queries(synset, parent_in_gloss: bool = True) -> list[Query]:
     return _unique(queries)
 
 
+def translations(synset, languages: list[str]) -> tuple[list[Query], list[str]]:
+    """The synset's lemmas in other languages through the Open Multilingual WordNet (ImageNet searched in
+    Chinese, Spanish, Dutch and Italian too), and the languages whose OMW data is not installed."""
+    wnid, queries, missing = wnid_of(synset), [], []
+    for lang in languages:
+        try:
+            names = synset.lemma_names(lang=lang)
+        except LOOKUP_ERRORS:
+            missing.append(lang)
+            continue
+        queries += [Query(wnid, name.replace("_", " "), "translation", lang) for name in names]
+    return _unique(queries), missing
+
+
 def _parent_word_in_gloss(synset) -> str | None:
     gloss_words = set(re.findall(r"[a-z]+", synset.definition().lower()))
     for parent in synset.hypernyms():
@@ -159,7 +173,7 @@ def _parent_word_in_gloss(synset) -> str | None:
 def _unique(queries: list[Query]) -> list[Query]:
     seen, out = set(), []
     for q in queries:
-        key = q.text.lower()
+        key = (q.lang, q.text.lower())
         if key not in seen:
             seen.add(key)
             out.append(q)

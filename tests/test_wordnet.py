@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from curate import wordnet
@@ -61,3 +63,38 @@ def test_is_a_follows_hyponymy():
     dog, puppy, hotdog = (wordnet.synset_from_id(x) for x in ("dog.n.01", "puppy.n.01", "hotdog.n.02"))
     assert wordnet.is_a(puppy, dog) and wordnet.is_a(dog, dog)
     assert not wordnet.is_a(hotdog, dog)
+
+
+def omw_reader(root: Path, rows: dict[str, list[str]]):
+    """A WordNet reader with Open Multilingual WordNet data in OMW's own tab format (lang/wn-data-lang.tab)."""
+    from nltk.corpus import wordnet as wn
+    from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
+
+    for lang, lines in rows.items():
+        (root / lang).mkdir(parents=True)
+        (root / lang / f"wn-data-{lang}.tab").write_text(f"# {lang}\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    wn.ensure_loaded()
+    return WordNetCorpusReader(wn.root, CorpusReader(str(root), r".*/wn-data-.*\.tab", encoding="utf8"))
+
+
+def test_translations_from_the_open_multilingual_wordnet(tmp_path: Path, monkeypatch):
+    import nltk
+
+    ensure_wordnet(use_downloader=False)
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path), *nltk.data.path])  # nltk reads only below its path
+    reader = omw_reader(tmp_path / "omw", {
+        "spa": ["02084071-n\tspa:lemma\tperro", "02084071-n\tspa:lemma\tperro_doméstico"],
+        "ita": ["02084071-n\tita:lemma\tcane"],
+    })
+    dog = reader.synset("dog.n.01")
+    queries, missing = wordnet.translations(dog, ["spa", "ita", "cmn"])
+    assert [(q.lang, q.text, q.kind, q.wnid) for q in queries] == [
+        ("spa", "perro", "translation", "n02084071"), ("spa", "perro doméstico", "translation", "n02084071"),
+        ("ita", "cane", "translation", "n02084071")]
+    assert missing == ["cmn"]
+
+
+def test_missing_omw_data_is_reported_not_fatal():
+    ensure_wordnet(use_downloader=False)
+    queries, missing = wordnet.translations(wordnet.synset_from_id("n02084071"), ["nld"])
+    assert (queries, missing) == ([], ["nld"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,12 @@ class DownloadConfig(Section):
     user_agent: str = "curate/0.1 (+https://github.com/curate-datasets/curate)"
     allow_private_networks: bool = Field(
         False, description="follow URLs to loopback, private and link-local addresses (refused by default)"
+    )
+    per_host_workers: int = Field(8, ge=0, description="downloads at once from one host; 0 = no limit")
+    per_host_rate: float = Field(0.0, ge=0, description="download starts per second on one host; 0 = no limit")
+    respect_noai: bool = Field(True, description="skip images served with X-Robots-Tag: noai / noimageai")
+    decode_processes: int | None = Field(
+        None, ge=0, description="processes that decode, resize and encode; null = one per core, 0 = in threads"
     )
 
 
@@ -108,33 +115,53 @@ class CandidatesStage(Stage):
         pending = ctx.catalog.pending_candidates()
         if not pending:
             return counts
+        from curate.engine import IngestEngine
+
         cfg = ctx.config.candidates.download
-        fetcher = make_fetcher(cfg)
         work = [(dict(row), file_roots.get(row["source"])) for row in pending]
-        results = create_executor(ctx.config.run.executor).map_unordered(
-            lambda item: ingest(item[0], fetcher, ctx.store, cfg, file_root=item[1]), work, cfg.workers
-        )
-        with ctx.progress(total=len(pending), desc="download", unit="img") as bar:
+        with IngestEngine(make_fetcher(cfg), ctx.store, cfg) as engine, \
+                ctx.progress(total=len(pending), desc="download", unit="img") as bar:
+            results = create_executor(ctx.config.run.executor).map_unordered(
+                lambda item: engine.ingest(*item), work, cfg.workers
+            )
             for status, n in self._record(ctx, results, bar).items():
                 counts[status] += n
         return counts
 
     @staticmethod
     def _record(ctx: Context, results: Any, bar: Any) -> dict[str, int]:
-        """Write outcomes as they arrive, in transactions of COMMIT_EVERY or every COMMIT_INTERVAL_S."""
+        """Write outcomes as they arrive, in transactions of COMMIT_EVERY or every COMMIT_INTERVAL_S; the
+        progress bar shows images/s and the failures so far by reason."""
+        from curate.reasons import reason_of
+
         written: dict[str, int] = {}
+        reasons: Counter[str] = Counter()
         batch: list[dict[str, Any]] = []
-        last_commit = time.monotonic()
+        started = last_commit = time.monotonic()
         for _, outcome in results:
             batch.append(outcome)
+            if outcome["error"]:
+                reasons[reason_of(outcome["error"])] += 1
             bar.update(1)
             if len(batch) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_INTERVAL_S:
-                for status, n in ctx.catalog.record_downloads(batch).items():
-                    written[status] = written.get(status, 0) + n
+                _add(written, ctx.catalog.record_downloads(batch))
                 batch, last_commit = [], time.monotonic()
-        for status, n in ctx.catalog.record_downloads(batch).items():
-            written[status] = written.get(status, 0) + n
+                bar.set_postfix_str(_failures(reasons), refresh=False)
+        _add(written, ctx.catalog.record_downloads(batch))
+        seconds = time.monotonic() - started
+        done = sum(written.values())
+        log.info("downloads: %d in %.1f s (%.1f img/s)%s", done, seconds, done / max(seconds, 1e-9),
+                 f"; failed or rejected: {_failures(reasons)}" if reasons else "")
         return written
+
+
+def _add(total: dict[str, int], counts: dict[str, int]) -> None:
+    for status, n in counts.items():
+        total[status] = total.get(status, 0) + n
+
+
+def _failures(reasons: Counter[str]) -> str:
+    return ", ".join(f"{reason}={n}" for reason, n in reasons.most_common(4))
 
 
 def class_cap(max_per_class: int, source: Source, sources: list[Source]) -> int:
@@ -148,23 +175,5 @@ def make_fetcher(cfg: DownloadConfig) -> Any:
 
     return Fetcher(timeout_s=cfg.timeout_s, retries=cfg.retries, max_bytes=cfg.max_bytes, user_agent=cfg.user_agent,
                    deadline_s=cfg.deadline_s, max_redirects=cfg.max_redirects,
-                   allow_private_networks=cfg.allow_private_networks)
-
-
-def ingest(candidate: Any, fetcher: Any, store: Any, cfg: Any, file_root: Path | None = None) -> dict[str, Any]:
-    """Fetch one candidate and store it; every failure becomes data (status + error), never an exception."""
-    from curate.http import FetchError
-    from curate.store import InvalidImage
-
-    outcome: dict[str, Any] = {"id": candidate["id"], "sha256": None, "error": None, "image": None}
-    try:
-        data = fetcher.fetch(candidate["url"], file_root=file_root)
-        image = store.put(data, max_side_px=cfg.max_side_px, min_side_px=cfg.min_side_px)
-    except FetchError as exc:
-        return {**outcome, "status": "failed", "error": str(exc)}
-    except InvalidImage as exc:
-        return {**outcome, "status": "rejected", "error": str(exc)}
-    except Exception as exc:  # a bug or an unforeseen failure must not stop the stage on one item
-        log.debug("candidate %s (%s): unexpected error", candidate["id"], candidate["url"], exc_info=True)
-        return {**outcome, "status": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
-    return {**outcome, "status": "downloaded", "sha256": image.sha256, "image": image.as_row()}
+                   allow_private_networks=cfg.allow_private_networks, per_host_workers=cfg.per_host_workers,
+                   per_host_rate=cfg.per_host_rate, respect_noai=cfg.respect_noai)

@@ -6,11 +6,15 @@ queries already present are kept, so searches done for them are never repeated).
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import Field, field_validator, model_validator
 
 from curate.config import Section
 from curate.errors import ConfigError
 from curate.stages.base import Context, Stage, StageResult
+
+log = logging.getLogger(__name__)
 
 
 class SynsetsConfig(Section):
@@ -21,6 +25,11 @@ class SynsetsConfig(Section):
     imageable_only: bool = True
     max_synsets: int = Field(1000, ge=1)
     parent_in_gloss: bool = True
+    languages: list[str] = Field(
+        default_factory=list,
+        description="also search the lemmas' translations from the Open Multilingual WordNet, by its language "
+                    "codes (ImageNet used cmn, spa, nld, ita); skipped with a warning where its data is not installed",
+    )
 
     @field_validator("wnids")
     @classmethod
@@ -50,8 +59,25 @@ class SynsetsStage(Stage):
         synsets = self._select(ctx)
         ctx.catalog.upsert_synsets([wordnet.describe(s) for s in synsets])
         queries = [q for s in synsets for q in wordnet.expand_queries(s, ctx.config.synsets.parent_in_gloss)]
+        queries += self._translations(ctx, synsets)
         added = ctx.catalog.add_queries([q.__dict__ for q in queries])
         return StageResult(stats={"synsets": len(synsets), "queries": len(queries), "new_queries": added})
+
+    @staticmethod
+    def _translations(ctx: Context, synsets: list) -> list:
+        from curate import wordnet
+
+        languages = ctx.config.synsets.languages
+        found, missing = [], set()
+        for synset in synsets if languages else []:
+            queries, absent = wordnet.translations(synset, languages)
+            found += queries
+            missing.update(absent)
+        if missing:
+            log.warning("synsets: no Open Multilingual WordNet data for %s (where the internet is reachable: "
+                        "python -m nltk.downloader omw-1.4); their translated queries are skipped",
+                        ", ".join(sorted(missing)))
+        return found
 
     def _select(self, ctx: Context) -> list:
         from curate import wordnet

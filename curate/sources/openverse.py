@@ -1,0 +1,117 @@
+"""``openverse`` source: the Openverse API v1 image search (openly licensed images from many providers).
+
+Reads: ``GET {base_url}/v1/images/`` with ``q``, ``page``, ``page_size``, ``license`` and ``license_type``
+(comma-separated) and ``mature=false``; an optional access token from ``$OPENVERSE_TOKEN``, sent as
+``Authorization: Bearer``. Anonymous clients may ask for at most 20 results a page (more is refused with
+401), so pages hold 20; the API serves at most 240 results of one search (12 pages of 20) and says how
+many pages there are in ``page_count``. Writes nothing.
+Each result becomes a :class:`SearchHit`: ``url`` (results without one are skipped), ``title``,
+``page_url`` (``foreign_landing_url``), ``license`` ("CC BY-SA 4.0", "CC0 1.0", "Public Domain Mark 1.0",
+built from ``license`` and ``license_version``) and ``creator``; missing fields become None.
+Fails with :class:`SourceError`: unreachable, refused (401/403: check ``$OPENVERSE_TOKEN``), rate limited
+after the retries (429 honours ``Retry-After``), or an answer that is not the expected JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, SourceError
+from curate.sources.web import WebSource, WebSourceConfig, text_of
+
+License = Literal["by", "by-sa", "by-nd", "by-nc", "by-nc-sa", "by-nc-nd", "cc0", "pdm", "sampling+", "nc-sampling+"]
+LicenseType = Literal["all", "all-cc", "commercial", "modification"]
+MAX_RESULTS = 240  # results of one search the API serves (pagination depth)
+PUBLIC_DOMAIN = {"cc0", "pdm"}
+
+
+class OpenverseSourceConfig(WebSourceConfig):
+    type: Literal["openverse"] = "openverse"
+    base_url: str = Field("https://api.openverse.org", description="the API root; /v1/images/ is appended")
+    licenses: list[License] = Field(default_factory=list, description="e.g. cc0, by, by-sa; empty: any")
+    license_type: list[LicenseType] = Field(
+        default_factory=list, description="commercial and/or modification (licences allowing them); empty: any"
+    )
+
+    @field_validator("licenses", "license_type", mode="before")
+    @classmethod
+    def _lower(cls, values: Any) -> Any:
+        return [v.strip().lower() if isinstance(v, str) else v for v in values] if isinstance(values, list) else values
+
+
+@SOURCES.register
+class OpenverseSource(WebSource):
+    name = "openverse"
+    description = "Openverse: openly licensed images from Flickr, Wikimedia Commons, museums and more"
+    Config = OpenverseSourceConfig
+    page_size: ClassVar[int] = 20  # the most an anonymous client may ask for
+    api_key_env: ClassVar[str | None] = "OPENVERSE_TOKEN"
+
+    def __init__(self, config: OpenverseSourceConfig, user_agent: str = DEFAULT_USER_AGENT):
+        super().__init__(config, user_agent)
+        self._size = self.page_size  # the page size of the search under way
+
+    def fetch_page(self, query: Query, page: int, page_size: int) -> tuple[list[SearchHit], bool]:
+        if page == 1:  # later pages keep the first page's size, or the API's offsets (page * size) would shift
+            self._size = page_size
+        data = self.get_json(self.endpoint, params=self.params(query, page, self._size), headers=self.auth_headers())
+        results = self._results(data)
+        hits = [hit for hit in map(result_hit, results) if hit is not None]
+        return hits, self._more(data, page, len(results))
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.base_url.rstrip("/") + "/v1/images/"
+
+    def params(self, query: Query, page: int, page_size: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"q": query.text, "page": page, "page_size": page_size, "mature": "false"}
+        if self.config.licenses:
+            params["license"] = ",".join(self.config.licenses)
+        if self.config.license_type:
+            params["license_type"] = ",".join(self.config.license_type)
+        return params
+
+    def auth_headers(self) -> dict[str, str] | None:
+        token = self.api_key
+        return {"Authorization": f"Bearer {token}"} if token else None
+
+    def _results(self, data: Any) -> list[dict[str, Any]]:
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise SourceError(f"{self.instance}: unexpected answer: no 'results' list")
+        return [r for r in results if isinstance(r, dict)]
+
+    def _more(self, data: dict[str, Any], page: int, n_results: int) -> bool:
+        """Another page exists: the API's page count says so (or, without one, this page was full)."""
+        if page * self._size >= MAX_RESULTS or n_results == 0:
+            return False
+        page_count = data.get("page_count")
+        if isinstance(page_count, int):
+            return page < page_count
+        return n_results >= self._size
+
+
+def result_hit(result: dict[str, Any]) -> SearchHit | None:
+    """One API result as a hit; None when it has no image URL."""
+    url = text_of(result.get("url"))
+    if url is None:
+        return None
+    return SearchHit(
+        url=url, title=text_of(result.get("title")) or "", page_url=text_of(result.get("foreign_landing_url")),
+        license=license_name(result.get("license"), result.get("license_version")),
+        creator=text_of(result.get("creator")),
+    )
+
+
+def license_name(slug: Any, version: Any) -> str | None:
+    """``by-sa`` + ``4.0`` -> "CC BY-SA 4.0"; ``cc0`` -> "CC0 1.0"; ``pdm`` -> "Public Domain Mark 1.0"."""
+    code = (text_of(slug) or "").lower()
+    if not code:
+        return None
+    name = "Public Domain Mark" if code == "pdm" else code.upper().replace("SAMPLING", "Sampling")
+    if code not in PUBLIC_DOMAIN:
+        name = f"CC {name}"
+    version_text = text_of(version)
+    return f"{name} {version_text}" if version_text else name
