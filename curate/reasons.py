@@ -19,6 +19,14 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(file )?too large"), "too_large"),
     (re.compile(r"^image too large"), "too_many_pixels"),
     (re.compile(r"^image too small"), "too_small"),
+    (re.compile(r"^near duplicate"), "near_duplicate"),
+    (re.compile(r"^placeholder"), "placeholder"),
+    (re.compile(r"^extreme aspect ratio"), "aspect_ratio"),
+    (re.compile(r"^too dark"), "too_dark"),
+    (re.compile(r"^too light"), "too_light"),
+    (re.compile(r"^near-constant"), "near_constant"),
+    (re.compile(r"^low information"), "low_information"),
+    (re.compile(r"^blurry"), "blurry"),
     (re.compile(r"unsupported image format"), "unsupported_format"),
     (re.compile(r"^cannot decode"), "undecodable"),
     (re.compile(r"file:// URLs|outside the source root|bad file URL|cannot read"), "file_url"),
@@ -26,7 +34,6 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"unreachable|Connection|Timeout|timed out|Name or service|reset", re.IGNORECASE), "connection"),
     (re.compile(r"IncompleteRead|truncated|ChunkedEncoding|ProtocolError|Content-Length", re.IGNORECASE),
      "broken_response"),
-    (re.compile(r"^duplicate|near duplicate", re.IGNORECASE), "duplicate"),
 ]
 
 

@@ -26,7 +26,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -54,6 +54,7 @@ class StoredImage:
     height: int
     nbytes: int
     mime: str
+    phash: str | None = None  # 64-bit perceptual hash (hex) when quality checks ran
 
     def as_row(self) -> dict:
         return self.__dict__.copy()
@@ -63,7 +64,18 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def normalize(data: bytes, max_side_px: int, min_side_px: int) -> Image.Image:
+def _inspect(img: Image.Image, original_size: tuple[int, int], quality: Any) -> str:
+    """Quality checks of :mod:`curate.quality`; the perceptual hash, or InvalidImage naming the problem."""
+    from curate.quality import measure, problems
+
+    props = measure(img)
+    found = problems(props, quality, original_size=original_size)
+    if found:
+        raise InvalidImage("; ".join(found))
+    return props.phash
+
+
+def normalize(data: bytes, max_side_px: int, min_side_px: int, with_original_size: bool = False) -> Any:
     """Decode fully, apply EXIF orientation, flatten to 8-bit RGB, cap the longest side.
 
     The minimum side is checked on the result, so an extreme panorama that shrinks to a sliver is refused.
@@ -71,7 +83,7 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = _decode(data, max_side_px)
+            img, original_size = _decode(data, max_side_px)
         rgb = _to_rgb(ImageOps.exif_transpose(img))
     except InvalidImage:
         raise
@@ -83,11 +95,13 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int) -> Image.Image:
     if min(rgb.size) < min_side_px:
         after = f" after resizing to fit {max_side_px} px" if resized else ""
         raise InvalidImage(f"image too small: {rgb.size[0]}x{rgb.size[1]} px{after} (min side {min_side_px} px)")
-    return rgb
+    return (rgb, original_size) if with_original_size else rgb
 
 
-def _decode(data: bytes, max_side_px: int | None = None) -> Image.Image:
+def _decode(data: bytes, max_side_px: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded image (possibly decoded at a reduced scale, see below) and its size as downloaded."""
     img = _open_restricted(io.BytesIO(data), ACCEPTED_FORMATS)
+    original_size = img.size
     if img.width * img.height > MAX_PIXELS:
         raise InvalidImage(f"image too large: {img.width}x{img.height} px")
     if max_side_px and img.format == "JPEG" and max(img.size) >= 2 * max_side_px:
@@ -96,7 +110,7 @@ def _decode(data: bytes, max_side_px: int | None = None) -> Image.Image:
         scale = max_side_px / max(img.size)
         img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
     img.load()
-    return img
+    return img, original_size
 
 
 def _open_restricted(fp: IO[bytes], formats: tuple[str, ...]) -> Image.Image:
@@ -193,20 +207,23 @@ class ImageStore:
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.jpg"
 
-    def put(self, data: bytes, max_side_px: int = 512, min_side_px: int = 32) -> StoredImage:
+    def put(self, data: bytes, max_side_px: int = 512, min_side_px: int = 32, quality: Any = None) -> StoredImage:
         """Store ``data`` once; return its record. A stored file that no longer decodes is rewritten.
 
-        Raises InvalidImage.
+        ``quality`` (a :class:`curate.quality.QualityConfig`): the normalized image is measured, refused
+        when a check fails (nothing is written) and its perceptual hash returned. Raises InvalidImage.
         """
         sha = sha256_bytes(data)
         target = self.path(sha)
         size = _stored_size(target) if target.exists() else None
+        phash = None
         if size is None:
-            img = normalize(data, max_side_px, min_side_px)
+            img, original_size = normalize(data, max_side_px, min_side_px, with_original_size=True)
+            phash = _inspect(img, original_size, quality) if quality is not None else None
             size = img.size
             self._write_atomic(target, img)
         width, height = size
-        return StoredImage(sha, self.relpath(sha), width, height, len(data), "image/jpeg")
+        return StoredImage(sha, self.relpath(sha), width, height, len(data), "image/jpeg", phash)
 
     def _remove_stale_temporaries(self) -> None:
         """Delete the ``<root>/<2 hex>/*.tmp`` files a kill mid-write left behind; nothing else."""

@@ -66,6 +66,9 @@ def pipeline_dict(corpus: Path, run_dir: Path) -> dict:
         "candidates": {
             "sources": [{"type": "local", "root": str(corpus), "index": "index.csv", "captions": ["index"]}],
             "download": {"workers": 2, "max_side_px": 128},
+            # the fixture's drawn shapes are simple on purpose: quality checks and near-duplicate
+            # grouping are tested on images made for them (tests/test_quality*.py)
+            "quality": {"enabled": False, "near_duplicate_distance": 0},
         },
         "annotate": {"backend": {"type": "simulated", "workers": 7, "accuracy": 0.95, "accuracy_spread": 0.03,
                                  "spammer_share": 0.0},

@@ -4,16 +4,17 @@ source, and one slow host never holds back the others."""
 
 from __future__ import annotations
 
-import threading
+import os
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import DOG, write_pipeline
 from http_fixtures import start_server
 
 from curate.config import load_config
-from curate.executors.local import LocalExecutor
+from curate.executors.local import LocalExecutor, LocalExecutorConfig
 from curate.runner import open_run, run_stage
 from curate.stages.candidates import CandidatesStage
 
@@ -60,29 +61,54 @@ def test_malformed_responses_and_foreign_file_urls_become_statuses(pipeline_file
     assert again.nothing_to_do
 
 
-def test_a_slow_item_does_not_hold_back_the_others():
-    release = threading.Event()
+class SlowFirst:
+    """A task whose item 0 takes ``slow_s``; picklable, so worker processes can run it."""
 
-    def work(item: int) -> int:
-        if item == 0:
-            release.wait(10)
+    def __init__(self, slow_s: float, each_s: float = 0.0):
+        self.slow_s, self.each_s = slow_s, each_s
+
+    def setup(self, shards: int) -> None:
+        self.shards = shards
+
+    def __call__(self, item: int) -> tuple[int, int]:
+        time.sleep(self.slow_s if item == 0 else self.each_s)
+        return item * item, os.getpid()
+
+
+class Crash:
+    def setup(self, shards: int) -> None:
+        pass
+
+    def __call__(self, item: int) -> int:
+        if item == 3:
+            os._exit(3)  # a decoder crash takes its worker process down
         return item
 
-    order = []
-    for item, _ in LocalExecutor().map_unordered(work, range(40), workers=2):
-        order.append(item)
-        if len(order) == 39:
-            release.set()
-    assert order[-1] == 0 and sorted(order) == list(range(40))
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_a_slow_item_does_not_hold_back_the_others(processes: int):
+    executor = LocalExecutor(LocalExecutorConfig(processes=processes))
+    order = [item for item, _ in executor.map_unordered(SlowFirst(2.0), range(60), workers=4)]
+    assert order[-1] == 0 and sorted(order) == list(range(60))
 
 
-def test_stopping_early_does_not_wait_for_stragglers():
-    def work(item: int) -> int:
-        time.sleep(5 if item == 0 else 0)
-        return item
+def test_worker_processes_share_the_work():
+    executor = LocalExecutor(LocalExecutorConfig(processes=2))
+    results = dict(executor.map_unordered(SlowFirst(0.0, each_s=0.01), range(400), workers=4))
+    assert {item: square for item, (square, _) in results.items()} == {i: i * i for i in range(400)}
+    assert len({pid for _, pid in results.values()} - {os.getpid()}) == 2
 
+
+def test_a_dead_worker_loses_only_what_it_held():
+    executor = LocalExecutor(LocalExecutorConfig(processes=2))
+    done = [item for item, _ in executor.map_unordered(Crash(), range(40), workers=2)]
+    assert 3 not in done and len(done) >= 30 and len(set(done)) == len(done)
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_stopping_early_does_not_wait_for_stragglers(processes: int):
     started = time.monotonic()
-    results = LocalExecutor().map_unordered(work, range(10), workers=2)
+    results = LocalExecutor(LocalExecutorConfig(processes=processes)).map_unordered(SlowFirst(8.0), range(10), 2)
     assert next(iter(results))[0] != 0
     results.close()
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 6

@@ -29,3 +29,15 @@ from curate.reasons import reason_of
 ])
 def test_reason_codes(error, reason):
     assert reason_of(error) == reason
+
+
+@pytest.mark.parametrize("error, reason", [
+    ("too dark: mean brightness 0.000 (min 0.06); near-constant: contrast 0.000 (min 0.02)", "too_dark"),
+    ("blurry: sharpness 3.1 (min 20)", "blurry"),
+    ("extreme aspect ratio 10.0:1 (max 4)", "aspect_ratio"),
+    ("placeholder image: 120x90 px, 99% one flat colour", "placeholder"),
+    ("low information: entropy 1.20 bits (min 2)", "low_information"),
+    ("near duplicate of 0123456789ab in the same class", "near_duplicate"),
+])
+def test_quality_reason_codes(error, reason):
+    assert reason_of(error) == reason

@@ -82,9 +82,10 @@ class CollectionTables(Database):
                 image = out.get("image")
                 if image:
                     db.execute(
-                        "INSERT OR IGNORE INTO images (sha256, path, width, height, nbytes, mime) "
-                        "VALUES (:sha256, :path, :width, :height, :nbytes, :mime)",
-                        image,
+                        "INSERT INTO images (sha256, path, width, height, nbytes, mime, phash) "
+                        "VALUES (:sha256, :path, :width, :height, :nbytes, :mime, :phash) "
+                        "ON CONFLICT(sha256) DO UPDATE SET phash = COALESCE(images.phash, excluded.phash)",
+                        {"phash": None, **image},
                     )
                 status = out["status"]
                 if status == "downloaded" and self._seen_in_class(db, out["sha256"], out["id"]):
@@ -139,3 +140,30 @@ class CollectionTables(Database):
 
     def all_candidates(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM candidates ORDER BY id")
+
+    def image_phashes(self) -> dict[str, str]:
+        """sha256 -> perceptual hash of the images some candidate downloaded, in sha256 order."""
+        return {r[0]: r[1] for r in self.query(
+            "SELECT DISTINCT i.sha256, i.phash FROM images i JOIN candidates c ON c.sha256 = i.sha256 "
+            "WHERE c.status = 'downloaded' AND i.phash IS NOT NULL ORDER BY i.sha256"
+        )}
+
+    def mark_near_duplicates(self, representative: dict[str, str]) -> int:
+        """Apply near-duplicate groups (sha256 -> its group's first sha256): ``images.dup_of`` ties the
+        pictures together, and within one class every downloaded candidate but the first (lowest id) of a
+        group becomes ``duplicate``. Returns the candidates marked now."""
+        with self.transaction() as db:
+            db.execute("UPDATE images SET dup_of = NULL WHERE dup_of IS NOT NULL")
+            db.executemany("UPDATE images SET dup_of = ? WHERE sha256 = ?",
+                           [(rep, sha) for sha, rep in representative.items() if rep != sha])
+            before = db.total_changes
+            db.execute(
+                "UPDATE candidates SET status = 'duplicate', error = 'near duplicate of ' || "
+                "(SELECT substr(COALESCE(i.dup_of, i.sha256), 1, 12) FROM images i WHERE i.sha256 = candidates.sha256) "
+                "|| ' in the same class' WHERE status = 'downloaded' AND EXISTS (SELECT 1 FROM candidates o "
+                "JOIN images oi ON oi.sha256 = o.sha256 JOIN images mi ON mi.sha256 = candidates.sha256 "
+                "WHERE o.status = 'downloaded' AND o.wnid = candidates.wnid AND o.id < candidates.id "
+                "AND o.sha256 != candidates.sha256 "
+                "AND COALESCE(oi.dup_of, oi.sha256) = COALESCE(mi.dup_of, mi.sha256))"
+            )
+            return db.total_changes - before

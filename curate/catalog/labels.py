@@ -19,12 +19,13 @@ class LabelTables(Database):
             )
 
     def final_labels(self) -> list[sqlite3.Row]:
-        """One class per accepted image, ``rank`` 1; an image the crowd accepted for several classes
-        keeps the class with the highest agreement (ties: lowest wnid) and its other rows get rank > 1."""
+        """One class per accepted picture, ``rank`` 1; a picture (an image, or near-identical images tied by
+        ``images.dup_of``) the crowd accepted for several classes keeps the class with the highest agreement
+        (ties: lowest wnid) and its other rows get rank > 1."""
         return self.query(
             "SELECT * FROM (SELECT l.sha256, l.wnid, l.p_true, l.n_votes, i.path, ROW_NUMBER() OVER "
-            "(PARTITION BY l.sha256 ORDER BY l.p_true DESC, l.wnid) AS rank FROM labels l JOIN images i USING (sha256) "
-            "WHERE l.accepted = 1) ORDER BY rank, sha256"
+            "(PARTITION BY COALESCE(i.dup_of, l.sha256) ORDER BY l.p_true DESC, l.wnid, l.sha256) AS rank "
+            "FROM labels l JOIN images i USING (sha256) WHERE l.accepted = 1) ORDER BY rank, sha256"
         )
 
     # ------------------------------------------------------------------ embeddings

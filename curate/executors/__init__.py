@@ -1,22 +1,29 @@
 """Executors: where per-item work runs (downloads today; embedding later). One module each, registered
 by name and chosen in YAML as ``run.executor``.
 
-The protocol: ``map_unordered(fn, items, workers)`` yields ``(item, result)`` pairs as soon as each
+The protocol: ``map_unordered(task, items, workers)`` yields ``(item, result)`` pairs as soon as each
 finishes, in completion order, with a bounded number of items in flight; one slow item never holds
-back the others (no per-batch barrier). ``fn`` must turn its own failures into results: an exception
-escaping ``fn`` is a bug and stops the iteration. The driver alone writes the catalog.
+back the others (no per-batch barrier). A :class:`Task` is picklable: an executor may run it in other
+processes (or machines), calling ``setup(shards)`` once where it runs, then ``task(item)`` per item.
+``task`` must turn its own failures into results: an exception escaping it is a bug and stops the
+iteration. The driver alone writes the catalog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, Protocol
 
 from curate.config import Section
 from curate.registry import Registry
 
-I = TypeVar("I")  # noqa: E741
-R = TypeVar("R")
+
+class Task(Protocol):
+    def setup(self, shards: int) -> None:
+        """Prepare where the task runs (sessions, stores); ``shards``: how many copies run side by side."""
+        ...
+
+    def __call__(self, item: Any) -> Any: ...
 
 
 class Executor(Protocol):
@@ -24,7 +31,7 @@ class Executor(Protocol):
     description: ClassVar[str]
     Config: ClassVar[type[Section]]
 
-    def map_unordered(self, fn: Callable[[I], R], items: Iterable[I], workers: int) -> Iterator[tuple[I, R]]: ...
+    def map_unordered(self, task: Task, items: Iterable[Any], workers: int) -> Iterator[tuple[Any, Any]]: ...
 
 
 EXECUTORS: Registry[Any] = Registry("executor")

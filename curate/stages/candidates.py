@@ -21,6 +21,7 @@ from pydantic import Field
 
 from curate.config import Section, plugin_config
 from curate.errors import StageError
+from curate.quality import QualityConfig
 from curate.sources import SOURCES, Query, Source, SourceError, create_source
 from curate.stages.base import Context, Stage, StageResult
 
@@ -30,7 +31,7 @@ COMMIT_INTERVAL_S = 2.0  # ... or at least this often, so a slow tail is saved t
 
 
 class DownloadConfig(Section):
-    workers: int = Field(4, ge=1, le=256)
+    workers: int = Field(16, ge=1, le=512, description="downloads in flight (spread over run.executor's processes)")
     timeout_s: float = Field(20.0, gt=0, description="connect and per-read timeout")
     deadline_s: float = Field(60.0, gt=0, description="wall-clock limit per download, retries included")
     retries: int = Field(2, ge=0)
@@ -46,15 +47,13 @@ class DownloadConfig(Section):
     per_host_workers: int = Field(8, ge=0, description="downloads at once from one host; 0 = no limit")
     per_host_rate: float = Field(0.0, ge=0, description="download starts per second on one host; 0 = no limit")
     respect_noai: bool = Field(True, description="skip images served with X-Robots-Tag: noai / noimageai")
-    decode_processes: int | None = Field(
-        None, ge=0, description="processes that decode, resize and encode; null = one per core, 0 = in threads"
-    )
 
 
 class CandidatesConfig(Section):
     sources: list[plugin_config(SOURCES)] = Field(min_length=1)  # type: ignore[valid-type]
     max_per_class: int = Field(1000, ge=1, description="candidates per class, shared among sources by weight")
     download: DownloadConfig = Field(default_factory=DownloadConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="checks before any crowd money")
 
 
 class CandidatesStage(Stage):
@@ -71,6 +70,7 @@ class CandidatesStage(Stage):
         searched = [self._search(ctx, source, sources) for source in sources]
         new_candidates = sum(n for n, _ in searched)
         outcomes = self._download(ctx, {s.instance: s.file_root for s in sources})
+        outcomes["near_duplicate"] = self._near_duplicates(ctx)
         failures = [error for _, error in searched if error]
         if failures:  # what was collected is saved; the failed searches stay pending for the next run
             raise StageError(self.name, "; ".join(failures))
@@ -115,18 +115,32 @@ class CandidatesStage(Stage):
         pending = ctx.catalog.pending_candidates()
         if not pending:
             return counts
-        from curate.engine import IngestEngine
+        from curate.engine import IngestTask
 
         cfg = ctx.config.candidates.download
         work = [(dict(row), file_roots.get(row["source"])) for row in pending]
-        with IngestEngine(make_fetcher(cfg), ctx.store, cfg) as engine, \
-                ctx.progress(total=len(pending), desc="download", unit="img") as bar:
-            results = create_executor(ctx.config.run.executor).map_unordered(
-                lambda item: engine.ingest(*item), work, cfg.workers
-            )
+        task = IngestTask(cfg.model_dump(), ctx.config.candidates.quality.model_dump(), ctx.store.root,
+                          ctx.store.jpeg_quality)
+        with ctx.progress(total=len(pending), desc="download", unit="img") as bar:
+            results = create_executor(ctx.config.run.executor).map_unordered(task, work, cfg.workers)
             for status, n in self._record(ctx, results, bar).items():
                 counts[status] += n
         return counts
+
+    @staticmethod
+    def _near_duplicates(ctx: Context) -> int:
+        """Near-identical pictures (perceptual hashes within ``quality.near_duplicate_distance``): within a
+        class all but the first candidate become ``duplicate`` (no crowd money for them); across classes
+        the images are tied to one picture (``images.dup_of``), so the crowd decides and one is exported."""
+        from curate.quality import near_duplicate_groups
+
+        distance = ctx.config.candidates.quality.near_duplicate_distance
+        if distance <= 0:
+            return 0
+        hashes = ctx.catalog.image_phashes()
+        groups = near_duplicate_groups(list(hashes.items()), distance)
+        representative = {sha: group[0] for group in groups for sha in group}
+        return ctx.catalog.mark_near_duplicates(representative)
 
     @staticmethod
     def _record(ctx: Context, results: Any, bar: Any) -> dict[str, int]:
@@ -170,10 +184,3 @@ def class_cap(max_per_class: int, source: Source, sources: list[Source]) -> int:
     return max(1, round(max_per_class * source.weight / total))
 
 
-def make_fetcher(cfg: DownloadConfig) -> Any:
-    from curate.http import Fetcher
-
-    return Fetcher(timeout_s=cfg.timeout_s, retries=cfg.retries, max_bytes=cfg.max_bytes, user_agent=cfg.user_agent,
-                   deadline_s=cfg.deadline_s, max_redirects=cfg.max_redirects,
-                   allow_private_networks=cfg.allow_private_networks, per_host_workers=cfg.per_host_workers,
-                   per_host_rate=cfg.per_host_rate, respect_noai=cfg.respect_noai)
