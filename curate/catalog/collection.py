@@ -75,38 +75,40 @@ class CollectionTables(Database):
 
     def record_downloads(self, outcomes: list[dict[str, Any]]) -> Counter[str]:
         """Outcomes: {id, status, error, sha256, image: dict|None}. Images are inserted once (by sha256).
-        Returns the statuses written (a downloaded image already seen in its class becomes 'duplicate')."""
-        written: Counter[str] = Counter()
+        Returns the statuses written (a downloaded image already seen in its class becomes 'duplicate').
+        One transaction and a few set-wise statements per batch: the driver writes while workers download."""
+        if not outcomes:
+            return Counter()
         with self.transaction() as db:
-            for out in outcomes:
-                image = out.get("image")
-                if image:
-                    db.execute(
-                        "INSERT INTO images (sha256, path, width, height, nbytes, mime, phash) "
-                        "VALUES (:sha256, :path, :width, :height, :nbytes, :mime, :phash) "
-                        "ON CONFLICT(sha256) DO UPDATE SET phash = COALESCE(images.phash, excluded.phash)",
-                        {"phash": None, **image},
-                    )
-                status = out["status"]
-                if status == "downloaded" and self._seen_in_class(db, out["sha256"], out["id"]):
-                    status = "duplicate"
-                db.execute(
-                    "UPDATE candidates SET status = ?, error = ?, sha256 = ? WHERE id = ?",
-                    (status, out.get("error"), out.get("sha256"), out["id"]),
-                )
-                written[status] += 1
-        return written
+            images = [{"phash": None, **o["image"]} for o in outcomes if o.get("image")]
+            db.executemany(
+                "INSERT INTO images (sha256, path, width, height, nbytes, mime, phash) "
+                "VALUES (:sha256, :path, :width, :height, :nbytes, :mime, :phash) "
+                "ON CONFLICT(sha256) DO UPDATE SET phash = COALESCE(images.phash, excluded.phash)",
+                images,
+            )
+            statuses = self._statuses(db, outcomes)
+            db.executemany(
+                "UPDATE candidates SET status = ?, error = ?, sha256 = ? WHERE id = ?",
+                [(statuses[o["id"]], o.get("error"), o.get("sha256"), o["id"]) for o in outcomes],
+            )
+        return Counter(statuses.values())
 
     @staticmethod
-    def _seen_in_class(db: sqlite3.Connection, sha256: str, candidate_id: int) -> bool:
-        return (
-            db.execute(
-                "SELECT 1 FROM candidates c WHERE c.sha256 = ? AND c.status = 'downloaded' AND c.id != ? "
-                "AND c.wnid = (SELECT wnid FROM candidates WHERE id = ?)",
-                (sha256, candidate_id, candidate_id),
-            ).fetchone()
-            is not None
-        )
+    def _statuses(db: sqlite3.Connection, outcomes: list[dict[str, Any]]) -> dict[int, str]:
+        """Each outcome's status, a download of bytes its class already has turned into 'duplicate'."""
+        ids = [o["id"] for o in outcomes]
+        shas = sorted({o["sha256"] for o in outcomes if o["status"] == "downloaded"})
+        wnid_of = dict(_in(db, "SELECT id, wnid FROM candidates WHERE id IN ({})", ids))
+        seen = set(_in(db, "SELECT wnid, sha256 FROM candidates WHERE status = 'downloaded' AND sha256 IN ({})", shas))
+        statuses = {}
+        for out in outcomes:
+            status, key = out["status"], (wnid_of.get(out["id"]), out.get("sha256"))
+            if status == "downloaded":
+                status = "duplicate" if key in seen else status
+                seen.add(key)
+            statuses[out["id"]] = status
+        return statuses
 
     def image_path(self, sha256: str) -> str:
         return self.scalar("SELECT path FROM images WHERE sha256 = ?", (sha256,))
@@ -167,3 +169,12 @@ class CollectionTables(Database):
                 "AND COALESCE(oi.dup_of, oi.sha256) = COALESCE(mi.dup_of, mi.sha256))"
             )
             return db.total_changes - before
+
+
+def _in(db: sqlite3.Connection, sql: str, values: list[Any], chunk: int = 500) -> list[tuple]:
+    """Rows of ``sql`` whose ``IN ({})`` takes ``values``, asked in chunks under SQLite's variable limit."""
+    rows: list[tuple] = []
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk]
+        rows += [tuple(r) for r in db.execute(sql.format(",".join("?" * len(part))), part)]
+    return rows
