@@ -87,7 +87,9 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int, with_original_siz
         rgb = _to_rgb(ImageOps.exif_transpose(img))
     except InvalidImage:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImage(f"image too large: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"cannot decode image: {exc}") from None
     resized = max(rgb.size) > max_side_px
     if resized:

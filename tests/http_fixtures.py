@@ -8,9 +8,11 @@ import io
 import ipaddress
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
+import zlib
 from collections import Counter
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,19 @@ PNG = io.BytesIO()
 Image.new("RGB", (50, 50), "red").save(PNG, format="PNG")
 PNG_BYTES = PNG.getvalue()
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A PNG declaring ``width`` x ``height`` whose data starts like zeros: a decompression bomb's opening."""
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
+            + _png_chunk(b"IEND", b""))
+
+
+HUGE_PNG = _bomb_png(50_000, 50_000)
+
 STATIC = {"/ok.png": (200, PNG_BYTES, "image/png"), "/page.html": (200, b"<html></html>", "text/html"),
           "/big.png": (200, b"x" * 5000, "image/png"), "/to-ftp": (302, b"", "text/plain"),
           "/loop-a": (302, b"", "text/plain"), "/loop-b": (302, b"", "text/plain")}
@@ -34,6 +49,12 @@ RAW = {
     "/duplicate-length.png": b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 3\r\n"
                              b"Content-Length: 5\r\n\r\nabcde",
     "/bad-status-line.png": b"garbage\r\n\r\n",
+    "/noai.png": b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Robots-Tag: noai, noimageai\r\n"
+                 b"Content-Length: " + str(len(PNG_BYTES)).encode() + b"\r\n\r\n" + PNG_BYTES,
+    "/html-as-image.jpg": b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 27\r\n\r\n"
+                          b"<html>not found</html>     ",
+    "/huge.png": b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: " + str(len(HUGE_PNG)).encode()
+                 + b"\r\n\r\n" + HUGE_PNG,
 }
 DRIP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n"
 
@@ -53,6 +74,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(*STATIC[path], location=LOCATIONS.get(path))
         if path in RAW:
             return self.wfile.write(RAW[path])
+        if path == "/reset.png":  # the connection is reset (RST) instead of answered
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return self.connection.close()
         name = path.strip("/").split("/")[0].removesuffix(".png").replace("-", "_")
         getattr(self, f"_route_{name}", self._route_missing)(path, query)
 

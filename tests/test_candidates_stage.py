@@ -15,10 +15,15 @@ from http_fixtures import start_server
 
 from curate.config import load_config
 from curate.executors.local import LocalExecutor, LocalExecutorConfig
+from curate.reasons import reason_of
 from curate.runner import open_run, run_stage
 from curate.stages.candidates import CandidatesStage
 
-MALFORMED = ["/chunked-truncated.png", "/duplicate-length.png", "/to-ftp", "/loop-a", "/bad-status-line.png"]
+MALFORMED = ["/chunked-truncated.png", "/duplicate-length.png", "/to-ftp", "/loop-a", "/bad-status-line.png",
+             "/noai.png", "/html-as-image.jpg", "/huge.png", "/reset.png", "/status/404", "/status/500"]
+# the reason code each one ends with (curate status groups failures by it)
+REASONS = {"/noai.png": "noai", "/html-as-image.jpg": "not_image", "/huge.png": "too_many_pixels",
+           "/loop-a": "redirects", "/status/404": "http_404", "/status/500": "http_500", "/reset.png": "connection"}
 
 
 def web_candidates(ctx, urls: list[str]) -> None:
@@ -55,9 +60,13 @@ def test_malformed_responses_and_foreign_file_urls_become_statuses(pipeline_file
     web = {u: rows[u] for u in urls}
     assert web[urls[len(MALFORMED)]]["status"] == "downloaded"
     failed = [u for u in urls if u != urls[len(MALFORMED)]]
-    assert result.stats["failed"] == len(failed)
-    assert all(web[u]["status"] == "failed" and web[u]["error"] for u in failed), {u: dict(web[u]) for u in failed}
+    assert result.stats["failed"] + result.stats["rejected"] == len(failed)
+    rejected = {f"http://127.0.0.1:{port}/huge.png"}
+    assert all(web[u]["status"] == ("rejected" if u in rejected else "failed") and web[u]["error"] for u in failed), \
+        {u: dict(web[u]) for u in failed}
     assert "only allowed for the local source" in web[outside.as_uri()]["error"]
+    for path, reason in REASONS.items():
+        assert reason_of(web[f"http://127.0.0.1:{port}{path}"]["error"]) == reason, path
     assert again.nothing_to_do
 
 

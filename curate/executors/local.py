@@ -79,6 +79,9 @@ def _submit(pool: ThreadPoolExecutor, task: Task, source: Iterator, running: dic
 
 # ---------------------------------------------------------------------- worker processes
 def _worker(task: Task, inbox: Any, outbox: Any, threads: int, shards: int) -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a killed driver (SIGKILL) must not leave its workers waiting for ever
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     task.setup(shards)
 
     def loop() -> None:
@@ -91,6 +94,11 @@ def _worker(task: Task, inbox: Any, outbox: Any, threads: int, shards: int) -> N
         thread.start()
     for thread in pool:
         thread.join()
+
+
+def _exit_with(parent: Any) -> None:
+    parent.join()
+    os._exit(0)
 
 
 class _Workers:
@@ -130,21 +138,26 @@ class _Workers:
 
 def _processes(task: Task, items: Iterable[Any], workers: int, processes: int) -> Iterator[tuple[Any, Any]]:
     pool = _Workers(task, processes, threads=-(-workers // processes))
-    source, pending = enumerate(items), {}
-    graceful = False
+    source, pending, lost = enumerate(items), {}, {}
+    in_flight = workers * IN_FLIGHT_PER_WORKER
+    graceful = suspect = False
     try:
-        _feed(pool, source, pending, workers * IN_FLIGHT_PER_WORKER)
-        lost_since_restart = False
+        _feed(pool, source, pending, in_flight)
         while pending:
             try:
                 key, result = pool.outbox.get(timeout=1.0)
             except queue.Empty:
                 if pool.replace_dead():
-                    lost_since_restart = True
-                elif lost_since_restart and pool.inbox.empty() and _idle(pool):
-                    break  # what a dead worker held will not come back; it stays pending for the next run
+                    suspect = True
+                elif suspect and pool.inbox.empty():
+                    # A dead worker took what it held (and results it had not sent yet): those items are not
+                    # reported, so they stay pending for the next run; a late result still counts.
+                    lost.update(pending)
+                    pending.clear()
+                    _feed(pool, source, pending, in_flight)
+                    suspect = False
                 continue
-            yield pending.pop(key), result
+            yield (pending.pop(key) if key in pending else lost.pop(key)), result
             _feed(pool, source, pending, 1)
         graceful = True
     finally:
@@ -155,8 +168,3 @@ def _feed(pool: _Workers, source: Iterator, pending: dict, n: int) -> None:
     for key, item in islice(source, n):
         pending[key] = item
         pool.inbox.put((key, item))
-
-
-def _idle(pool: _Workers) -> bool:
-    """No result arrived for a while although workers live: what is pending was lost with a dead worker."""
-    return pool.outbox.empty()
