@@ -144,3 +144,12 @@ def test_the_demo_pipeline_is_valid():
 
     config = load_config(REPO / "pipelines" / "demo.yaml")
     assert config.annotate.backend.type == "simulated" and config.run.executor.type == "local"
+
+
+def test_the_web_pipeline_is_valid():
+    """pipelines/web.yaml needs the internet to run; it must always validate."""
+    from conftest import REPO
+
+    config = load_config(REPO / "pipelines" / "web.yaml")
+    assert [s.type for s in config.candidates.sources] == ["openverse", "commons"]
+    assert config.synsets.languages == ["cmn", "spa", "nld", "ita"]
