@@ -31,11 +31,15 @@ import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 CURATE = REPO / ".venv" / "bin" / "curate"
 WNID = "n02084071"
-SIZES = {"small": (400, 300), "web": (1600, 1000)}
+SIZES = {"small": (500, 375), "web": (1600, 1000)}
 
 
 def base_photos(kind: str, count: int = 24) -> list[bytes]:
@@ -59,14 +63,27 @@ def base_photos(kind: str, count: int = 24) -> list[bytes]:
     return photos
 
 
-def distinct(photo: bytes, index: int) -> bytes:
-    """The same picture with a JPEG comment naming ``index``: distinct bytes (and sha256), same decode cost."""
-    comment = f"curate-benchmark {index}".encode()
-    return photo[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + photo[2:]
+def distinct(photo: Image.Image, index: int) -> bytes:
+    """A distinct picture per index (shapes of its own drawn over a base photo), so that near-duplicate
+    detection keeps every one of them, as it would keep distinct web photos."""
+    from PIL import ImageDraw
+
+    rng = random.Random(index)
+    img = photo.copy()
+    draw = ImageDraw.Draw(img)
+    for _ in range(5):
+        x, y = rng.randrange(img.width), rng.randrange(img.height)
+        size = rng.randrange(img.width // 6, img.width // 3)
+        draw.ellipse((x - size, y - size, x + size, y + size), fill=tuple(rng.randrange(256) for _ in range(3)))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=92)
+    return out.getvalue()
 
 
 def serve(kind: str, n: int, latency_ms: tuple[int, int], ready: multiprocessing.Queue) -> None:
-    photos = base_photos(kind)
+    from PIL import Image
+
+    photos = [Image.open(io.BytesIO(p)).convert("RGB") for p in base_photos(kind)]
     images = [distinct(photos[i % len(photos)], i) for i in range(n)]
 
     class Handler(BaseHTTPRequestHandler):

@@ -151,25 +151,23 @@ class CollectionTables(Database):
         )}
 
     def mark_near_duplicates(self, representative: dict[str, str]) -> int:
-        """Apply near-duplicate groups (sha256 -> its group's first sha256): ``images.dup_of`` ties the
-        pictures together, and within one class every downloaded candidate but the first (lowest id) of a
-        group becomes ``duplicate``. Returns the candidates marked now."""
+        """Apply near-duplicate groups (sha256 -> its group's first sha256, for the members of groups only):
+        ``images.dup_of`` ties the pictures together, and within one class every downloaded candidate but
+        the first (lowest id) of a group becomes ``duplicate``. Returns the candidates marked now."""
         with self.transaction() as db:
             db.execute("UPDATE images SET dup_of = NULL WHERE dup_of IS NOT NULL")
             db.executemany("UPDATE images SET dup_of = ? WHERE sha256 = ?",
                            [(rep, sha) for sha, rep in representative.items() if rep != sha])
-            before = db.total_changes
-            db.execute(
-                "UPDATE candidates SET status = 'duplicate', error = 'near duplicate of ' || "
-                "(SELECT substr(COALESCE(i.dup_of, i.sha256), 1, 12) FROM images i WHERE i.sha256 = candidates.sha256) "
-                "|| ' in the same class' WHERE status = 'downloaded' AND EXISTS (SELECT 1 FROM candidates o "
-                "JOIN images oi ON oi.sha256 = o.sha256 JOIN images mi ON mi.sha256 = candidates.sha256 "
-                "WHERE o.status = 'downloaded' AND o.wnid = candidates.wnid AND o.id < candidates.id "
-                "AND o.sha256 != candidates.sha256 "
-                "AND COALESCE(oi.dup_of, oi.sha256) = COALESCE(mi.dup_of, mi.sha256))"
-            )
-            return db.total_changes - before
-
+            rows = _in(db, "SELECT id, wnid, sha256 FROM candidates WHERE status = 'downloaded' AND sha256 IN ({}) "
+                           "ORDER BY id", sorted(representative))
+            first: dict[tuple[str, str], str] = {}
+            marks = []
+            for candidate_id, wnid, sha in rows:
+                kept = first.setdefault((wnid, representative[sha]), sha)
+                if kept != sha:
+                    marks.append((f"near duplicate of {kept[:12]} in the same class", candidate_id))
+            db.executemany("UPDATE candidates SET status = 'duplicate', error = ? WHERE id = ?", marks)
+            return len(marks)
 
 def _in(db: sqlite3.Connection, sql: str, values: list[Any], chunk: int = 500) -> list[tuple]:
     """Rows of ``sql`` whose ``IN ({})`` takes ``values``, asked in chunks under SQLite's variable limit."""

@@ -3,8 +3,10 @@
 Reads: ``GET {base_url}`` (``https://commons.wikimedia.org/w/api.php``) with ``action=query``,
 ``generator=search`` over the File: namespace (6) for the query text plus ``filetype:bitmap``, ranked by
 the search (each page's ``index``), and ``prop=imageinfo`` (url, extmetadata, mime, size) with a thumbnail
-``thumb_width_px`` wide; ``format=json``, ``formatversion=2``, ``maxlag=5``. Pages follow the API's
-``continue`` block (``gsroffset``; ``iicontinue`` when the API thumbnailed only part of a batch). Writes
+``thumb_width_px`` wide; ``format=json``, ``formatversion=2``, ``maxlag=5``, ``gsrlimit`` the search's page
+size. The paging cursor is the API's ``continue`` block, sent back verbatim (``gsroffset``; ``iicontinue``
+when the API thumbnailed only part of a batch); an answer without one ends the search. A batch the filters
+below empty entirely does not (:class:`~curate.sources.web.WebSource` gives up after a few in a row). Writes
 nothing. Each file becomes a :class:`SearchHit`: ``url`` the thumbnail (else the original), ``title`` the
 file name without ``File:`` and extension plus the start of its description, ``page_url`` its description
 page, ``license`` the ``LicenseShortName`` and ``creator`` the ``Artist``, both as plain text (HTML tags
@@ -12,23 +14,25 @@ stripped, entities unescaped); missing fields become None. Files that are not im
 skipped, and with ``licenses`` set so are files whose licence does not start with one of them.
 Fails with :class:`SourceError`: unreachable, refused, rate limited after the retries, an answer that is
 not JSON, or a MediaWiki error (HTTP 200 with an ``error`` object: the message names its code and info).
-A ``maxlag`` error (the wiki's databases are lagging) is transient: it is retried after ``Retry-After``.
+A ``maxlag`` error (the wiki's databases are lagging, answered with HTTP 200 and a ``Retry-After`` header) is
+transient: :meth:`CommonsSource.check_answer` has it retried after ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, SourceError
-from curate.sources.web import WebSource, WebSourceConfig, _Transient, text_of
+from curate.sources.base import SOURCES, Query, SearchHit, SourceError
+from curate.sources.web import RetryableError, WebSource, WebSourceConfig, text_of
 
+Continue = dict[str, Any]  # the API's continue block: the paging cursor
 FILE_NAMESPACE = 6
 METADATA_KEYS = ("LicenseShortName", "Artist", "ImageDescription")
-MAX_EMPTY_BATCHES = 5  # batches fetched in a row when the licence or mime filter drops every file
 TITLE_DESCRIPTION_CHARS = 160
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{2,5}$")
 _BLOCK_TAGS = {"br", "p", "div", "li", "ul", "ol", "td", "th", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6"}
@@ -52,54 +56,39 @@ class CommonsSource(WebSource):
     Config = CommonsSourceConfig
     page_size: ClassVar[int] = 50  # the API thumbnails at most 50 files per request
 
-    def __init__(self, config: CommonsSourceConfig, user_agent: str = DEFAULT_USER_AGENT):
-        super().__init__(config, user_agent)
-        self._continue: dict[str, Any] | None = {}  # the next request's continuation; None: no more
-        self._retry_after: str | None = None
-        self.session.hooks["response"].append(self._note_retry_after)
+    def first_cursor(self) -> Continue:
+        return {}  # no continuation yet
 
-    def fetch_page(self, query: Query, page: int, page_size: int) -> tuple[list[SearchHit], bool]:
-        if page == 1:
-            self._continue = {}
-        hits: list[SearchHit] = []
-        for _ in range(MAX_EMPTY_BATCHES):  # a batch the filters empty entirely must not end the search
-            data = self.get_json(self.config.base_url, params=self.params(query, page_size))
-            hits = self._hits(data)
-            more = data.get("continue")
-            self._continue = more if isinstance(more, dict) and more else None
-            if hits or self._continue is None:
-                break
-        return hits, self._continue is not None
+    def fetch_page(self, query: Query, cursor: Continue, page_size: int) -> tuple[list[SearchHit], Continue | None]:
+        """The batch at continuation ``cursor``: its files as hits and the answer's ``continue`` block, if any."""
+        data = self.get_json(self.config.base_url, params=self.params(query, page_size, cursor))
+        more = data.get("continue")
+        return self._hits(data), more if isinstance(more, dict) and more else None
 
-    def params(self, query: Query, limit: int) -> dict[str, Any]:
+    def params(self, query: Query, limit: int, cursor: Continue | None = None) -> dict[str, Any]:
         return {
             "action": "query", "format": "json", "formatversion": 2, "maxlag": 5,
             "generator": "search", "gsrsearch": f"{query.text} filetype:bitmap", "gsrnamespace": FILE_NAMESPACE,
             "gsrlimit": limit, "prop": "imageinfo", "iiprop": "url|extmetadata|mime|size",
             "iiurlwidth": self.config.thumb_width_px, "iiextmetadatafilter": "|".join(METADATA_KEYS),
-            "iiextmetadatalanguage": query.lang, **(self._continue or {}),
+            "iiextmetadatalanguage": query.lang, **(cursor or {}),
         }
 
     # ------------------------------------------------------------------ answers
-    def _get_json_once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None) -> Any:
-        """The base's request, plus MediaWiki's errors: ``maxlag`` is retried, any other one is a SourceError."""
+    def check_answer(self, data: Any, response_headers: Mapping[str, str]) -> None:
+        """MediaWiki's errors come with HTTP 200: ``maxlag`` is retried after its Retry-After, any other one
+        is a SourceError, and so is an answer that is not a JSON object."""
         from curate.http import parse_retry_after
 
-        self._retry_after = None
-        data = super()._get_json_once(url, params, headers)
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict) and error.get("code") == "maxlag":
-            raise _Transient(f"the wiki is lagging (maxlag): {error.get('info')}", parse_retry_after(self._retry_after))
+            raise RetryableError(f"the wiki is lagging (maxlag): {error.get('info')}",
+                                 parse_retry_after(response_headers.get("Retry-After")))
         if error is not None:
             code, info = (error.get("code"), error.get("info")) if isinstance(error, dict) else (None, error)
             raise SourceError(f"{self.instance}: the API answered error '{code}': {info}")
         if not isinstance(data, dict):
             raise SourceError(f"{self.instance}: unexpected answer: not a JSON object")
-        return data
-
-    def _note_retry_after(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        """A response hook: MediaWiki sends maxlag errors with HTTP 200 and a Retry-After header."""
-        self._retry_after = response.headers.get("Retry-After")
 
     def _hits(self, data: dict[str, Any]) -> list[SearchHit]:
         found = data.get("query")
@@ -113,9 +102,10 @@ class CommonsSource(WebSource):
         """One file as a hit; None for a page without image info, a non-image or an unwanted licence."""
         infos = page.get("imageinfo")
         info = infos[0] if isinstance(infos, list) and infos and isinstance(infos[0], dict) else None
-        mime = text_of(info.get("mime")) if info else None
-        url = info and (text_of(info.get("thumburl")) or text_of(info.get("url")))
-        if not info or not url or (mime is not None and not mime.startswith("image/")):
+        if info is None:
+            return None
+        mime, url = text_of(info.get("mime")), text_of(info.get("thumburl")) or text_of(info.get("url"))
+        if url is None or (mime is not None and not mime.startswith("image/")):
             return None
         meta = info.get("extmetadata") if isinstance(info.get("extmetadata"), dict) else {}
         licence = metadata_text(meta, "LicenseShortName")

@@ -2,12 +2,14 @@
 
 Reads: the Flickr REST API at ``base_url`` (JSON: ``format=json&nojsoncallback=1``), with the API key
 from ``$FLICKR_API_KEY`` only (never from YAML; ``curate validate`` reports a missing key). Writes nothing.
-One request per page of ``per_page`` photos (fixed for a whole search, so pages never overlap) with the
-extras ``license,owner_name,url_<size>,description``; photos without the ``url_<size>`` extra (the owner
-hides that size or it does not exist) are skipped. Flickr answers at most the first 4,000 results of a
-query. Flickr reports errors with HTTP 200 and ``{"stat": "fail", "code": N, "message": ...}``: code 100
-(invalid or expired key) names ``$FLICKR_API_KEY``; rate-limit answers say quota; any other failure gives
-its code and message. HTTP 429 / 5xx are retried by :class:`~curate.sources.web.WebSource`.
+One request per page of ``per_page`` photos (fixed for a whole search, so pages never overlap; the paging
+cursor is the page number) with the extras ``license,owner_name,url_<size>,description``; photos without
+the ``url_<size>`` extra (the owner hides that size or it does not exist) are skipped. Flickr answers at
+most the first 4,000 results of a query. Flickr reports errors with HTTP 200 and ``{"stat": "fail",
+"code": N, "message": ...}``: codes 105 and 201 (service unavailable) are retried like HTTP 429 / 5xx by
+:class:`~curate.sources.web.WebSource`, then reported as unavailable; code 100 (invalid or expired key)
+names ``$FLICKR_API_KEY``; rate-limit answers say quota; any other failure gives its code and message. The
+key travels in the query string, which error messages never show.
 
 Licence ids (``flickr.photos.licenses.getInfo``)::
 
@@ -27,16 +29,16 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from curate.sources.base import SOURCES, Query, SearchHit, SourceError
-from curate.sources.web import WebSource, WebSourceConfig, text_of
+from curate.sources.web import RetryableError, WebSource, WebSourceConfig, text_of
 
 API_KEY_ENV = "FLICKR_API_KEY"
 MAX_RESULTS = 4000  # Flickr returns at most the first 4,000 results of any search
-MAX_PER_PAGE = 500
 
 LICENSE_NAMES = {
     0: "All Rights Reserved",
@@ -106,39 +108,27 @@ class FlickrSource(WebSource):
     name = "flickr"
     description = "Flickr photo search under open licences (API key in $FLICKR_API_KEY)"
     Config = FlickrConfig
-    page_size: ClassVar[int] = 100
+    page_size: ClassVar[int] = 100  # Flickr allows up to 500
+    max_results: ClassVar[int | None] = MAX_RESULTS
     api_key_env: ClassVar[str | None] = API_KEY_ENV
 
-    def search(self, query: Query, limit: int) -> list[SearchHit]:
-        """Pages of one fixed ``per_page`` (Flickr pages by offset ``(page - 1) * per_page``), until ``limit``
-        hits, the last page or Flickr's 4,000-result window; a photo seen twice is kept once."""
-        per_page = max(1, min(self.page_size, MAX_PER_PAGE, limit))
-        hits: list[SearchHit] = []
-        seen: set[str] = set()
-        page = 1
-        while len(hits) < limit:
-            batch, more = self.fetch_page(query, page, per_page)
-            for hit in batch:
-                if hit.url not in seen:
-                    seen.add(hit.url)
-                    hits.append(hit)
-            if not more or page * per_page >= MAX_RESULTS:
-                break
-            page += 1
-        return hits[:limit]
+    def first_cursor(self) -> int:
+        return 1
 
-    def fetch_page(self, query: Query, page: int, page_size: int) -> tuple[list[SearchHit], bool]:
+    def fetch_page(self, query: Query, cursor: int, page_size: int) -> tuple[list[SearchHit], int | None]:
+        """Page ``cursor`` (1-based; Flickr pages by offset ``(page - 1) * per_page``): its photos as hits and
+        the next page number, None after the last."""
         key = self.api_key
         if not key:
             raise SourceError(f"{self.instance}: the Flickr API key is not set: export ${API_KEY_ENV}")
-        answer = self.get_json(self.config.base_url, params=self._params(query, page, page_size, key))
+        answer = self.get_json(self.config.base_url, params=self._params(query, cursor, page_size, key))
         photos = self._photos(answer)
         rows = photos.get("photo", [])
         if not isinstance(rows, list):
             raise SourceError(f"{self.instance}: unexpected answer: 'photos.photo' is not a list")
         hits = [hit for hit in map(self._hit, rows) if hit is not None]
-        more = bool(rows) and _int(photos.get("page"), page) < _int(photos.get("pages"), 0)
-        return hits, more
+        more = bool(rows) and _int(photos.get("page"), cursor) < _int(photos.get("pages"), 0)
+        return hits, cursor + 1 if more else None
 
     def _params(self, query: Query, page: int, per_page: int, key: str) -> dict[str, Any]:
         cfg = self.config
@@ -158,17 +148,22 @@ class FlickrSource(WebSource):
             "nojsoncallback": 1,
         }
 
+    def check_answer(self, data: Any, response_headers: Mapping[str, str]) -> None:
+        """Flickr's failures come with HTTP 200 and ``stat: fail``: 105 / 201 are retried, the rest are final."""
+        if isinstance(data, dict) and data.get("stat") == "fail":
+            raise self._failure(data, response_headers)
+
     def _photos(self, answer: Any) -> dict[str, Any]:
         if not isinstance(answer, dict):
             raise SourceError(f"{self.instance}: unexpected answer: a JSON {type(answer).__name__}, not an object")
-        if answer.get("stat") == "fail":
-            raise self._failure(answer)
         photos = answer.get("photos")
         if answer.get("stat") != "ok" or not isinstance(photos, dict):
             raise SourceError(f"{self.instance}: unexpected answer (stat={answer.get('stat')!r}, no 'photos')")
         return photos
 
-    def _failure(self, answer: dict[str, Any]) -> SourceError:
+    def _failure(self, answer: dict[str, Any], headers: Mapping[str, str]) -> SourceError | RetryableError:
+        from curate.http import parse_retry_after
+
         code = _int(answer.get("code"), -1)
         message = text_of(answer.get("message")) or "no message"
         if code in KEY_REFUSED:
@@ -178,8 +173,8 @@ class FlickrSource(WebSource):
             return SourceError(f"{self.instance}: rate limit or quota reached (code {code}: {message}); "
                                "wait, then resume the run")
         if code in UNAVAILABLE:
-            return SourceError(f"{self.instance}: the Flickr API is unavailable (code {code}: {message}); "
-                               "try again later")
+            return RetryableError(f"the Flickr API is unavailable (code {code}: {message})",
+                                  parse_retry_after(headers.get("Retry-After")))
         return SourceError(f"{self.instance}: Flickr API error (code {code}: {message})")
 
     def _hit(self, photo: Any) -> SearchHit | None:

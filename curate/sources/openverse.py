@@ -3,8 +3,10 @@
 Reads: ``GET {base_url}/v1/images/`` with ``q``, ``page``, ``page_size``, ``license`` and ``license_type``
 (comma-separated) and ``mature=false``; an optional access token from ``$OPENVERSE_TOKEN``, sent as
 ``Authorization: Bearer``. Anonymous clients may ask for at most 20 results a page (more is refused with
-401), so pages hold 20; the API serves at most 240 results of one search (12 pages of 20) and says how
-many pages there are in ``page_count``. Writes nothing.
+401), so pages hold 20 (or the query's limit when smaller; one size for every page of a search, since the
+API's offsets are ``(page - 1) * page_size``); the API serves at most 240 results of one search (12 pages
+of 20) and says how many pages there are in ``page_count``. The paging cursor is the page number; a page
+without results ends the search. Writes nothing.
 Each result becomes a :class:`SearchHit`: ``url`` (results without one are skipped), ``title``,
 ``page_url`` (``foreign_landing_url``), ``license`` ("CC BY-SA 4.0", "CC0 1.0", "Public Domain Mark 1.0",
 built from ``license`` and ``license_version``) and ``creator``; missing fields become None.
@@ -18,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, SourceError
+from curate.sources.base import SOURCES, Query, SearchHit, SourceError
 from curate.sources.web import WebSource, WebSourceConfig, text_of
 
 License = Literal["by", "by-sa", "by-nd", "by-nc", "by-nc-sa", "by-nc-nd", "cc0", "pdm", "sampling+", "nc-sampling+"]
@@ -47,19 +49,18 @@ class OpenverseSource(WebSource):
     description = "Openverse: openly licensed images from Flickr, Wikimedia Commons, museums and more"
     Config = OpenverseSourceConfig
     page_size: ClassVar[int] = 20  # the most an anonymous client may ask for
+    max_results: ClassVar[int | None] = MAX_RESULTS
     api_key_env: ClassVar[str | None] = "OPENVERSE_TOKEN"
 
-    def __init__(self, config: OpenverseSourceConfig, user_agent: str = DEFAULT_USER_AGENT):
-        super().__init__(config, user_agent)
-        self._size = self.page_size  # the page size of the search under way
+    def first_cursor(self) -> int:
+        return 1
 
-    def fetch_page(self, query: Query, page: int, page_size: int) -> tuple[list[SearchHit], bool]:
-        if page == 1:  # later pages keep the first page's size, or the API's offsets (page * size) would shift
-            self._size = page_size
-        data = self.get_json(self.endpoint, params=self.params(query, page, self._size), headers=self.auth_headers())
+    def fetch_page(self, query: Query, cursor: int, page_size: int) -> tuple[list[SearchHit], int | None]:
+        """Page ``cursor`` (1-based) of ``page_size`` results; the next page number, None after the last."""
+        data = self.get_json(self.endpoint, params=self.params(query, cursor, page_size), headers=self.auth_headers())
         results = self._results(data)
         hits = [hit for hit in map(result_hit, results) if hit is not None]
-        return hits, self._more(data, page, len(results))
+        return hits, cursor + 1 if _more(data, cursor, page_size, len(results)) else None
 
     @property
     def endpoint(self) -> str:
@@ -83,14 +84,15 @@ class OpenverseSource(WebSource):
             raise SourceError(f"{self.instance}: unexpected answer: no 'results' list")
         return [r for r in results if isinstance(r, dict)]
 
-    def _more(self, data: dict[str, Any], page: int, n_results: int) -> bool:
-        """Another page exists: the API's page count says so (or, without one, this page was full)."""
-        if page * self._size >= MAX_RESULTS or n_results == 0:
-            return False
-        page_count = data.get("page_count")
-        if isinstance(page_count, int):
-            return page < page_count
-        return n_results >= self._size
+
+def _more(data: dict[str, Any], page: int, page_size: int, n_results: int) -> bool:
+    """Another page exists: the API's page count says so (or, without one, this page was full)."""
+    if n_results == 0:
+        return False
+    page_count = data.get("page_count")
+    if isinstance(page_count, int):
+        return page < page_count
+    return n_results >= page_size
 
 
 def result_hit(result: dict[str, Any]) -> SearchHit | None:

@@ -11,7 +11,8 @@ order. Rows without ``wnid`` and ``class`` are searched by caption like the ``lo
 word must appear among the caption's words, whole and case-insensitive, where a plural matches its
 singular. Only http(s) URLs are handed out: ``file://`` and other schemes are skipped with a warning
 counting them (only the ``local`` source may name files). A file that cannot be read or lacks the URL
-column is a ConfigError naming the file.
+column is a ConfigError naming the file. The catalog records the source as ``urls:<file name>``, or
+``urls:<name>`` when the config sets ``name`` (two lists with one file name keep separate searches).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from curate.config import Section
 from curate.errors import ConfigError
 from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source
 from curate.sources.local import tokenize, word_forms
+from curate.sources.web import INSTANCE_NAME
 
 log = logging.getLogger(__name__)
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "json"}
@@ -48,6 +50,9 @@ class UrlRow:
 class UrlsConfig(Section):
     type: Literal["urls"] = "urls"
     path: Path = Field(description="CSV/TSV, Parquet or JSONL file of image URLs (relative to the pipeline file)")
+    name: str | None = Field(
+        None, pattern=INSTANCE_NAME, description="the catalog records this source as urls:<name> (default: file name)"
+    )
     url_col: str = "url"
     caption_col: str = "caption"
     max_per_query: int = Field(1000, ge=1)
@@ -73,7 +78,7 @@ class UrlsSource(Source):
 
     @property
     def instance(self) -> str:
-        return f"urls:{self.config.path.name}"
+        return f"{self.name}:{self.config.name or self.config.path.name}"
 
     def search(self, query: Query, limit: int) -> list[SearchHit]:
         index = self.index()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlencode
 
 import pytest
+from api_replay import Answer, ReplayServer, loopback_only, sequence, unused_port
 from conftest import pipeline_dict, write_pipeline
 from pydantic import Field, ValidationError, create_model
 
@@ -22,42 +19,29 @@ from curate.sources.flickr import FlickrConfig, FlickrSource, license_name
 from curate.sources.web import WebSource
 
 KEY = "test-key-123"
-Answer = tuple[int, dict[str, str], bytes]
+PATH = "/services/rest/"
 
 
-class Replay:
-    """A loopback API: records every request's query parameters and headers, answers with ``respond``."""
+class Api:
+    """The loopback Flickr API: one route on a :class:`ReplayServer`, its requests' query parameters."""
 
-    def __init__(self) -> None:
-        self.requests: list[dict[str, str]] = []
-        self.headers: list[dict[str, str]] = []
-        self.respond: Callable[[dict[str, str]], Answer] = lambda params: ok([])
-        replay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                params = dict(parse_qsl(urlsplit(self.path).query))
-                replay.requests.append(params)
-                replay.headers.append(dict(self.headers))
-                status, headers, body = replay.respond(params)
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/rest/"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    def __init__(self, server: ReplayServer):
+        self.server = server
+        self.url = server.url + PATH
 
     def answers(self, *answers: Answer) -> None:
         """Answer the next requests with these, the last one repeating."""
-        queue = list(answers)
-        self.respond = lambda params: queue.pop(0) if len(queue) > 1 else queue[0]
+        self.server.routes[PATH] = sequence(*answers)
+
+    def serve(self, route: Callable[[dict[str, str]], Answer]) -> None:
+        self.server.routes[PATH] = route
+
+    @property
+    def requests(self) -> list[dict[str, str]]:
+        return [r.query for r in self.server.requests_to(PATH)]
+
+    def clear(self) -> None:
+        self.server.requests.clear()
 
 
 def photo(i: int, **fields: Any) -> dict[str, Any]:
@@ -73,11 +57,11 @@ def ok(photos: list[dict[str, Any]], page: int = 1, pages: int = 1, status: int 
        headers: dict[str, str] | None = None) -> Answer:
     body = {"photos": {"page": page, "pages": pages, "perpage": len(photos), "total": len(photos), "photo": photos},
             "stat": "ok"}
-    return status, headers or {}, json.dumps(body).encode()
+    return status, headers or {}, body
 
 
 def fail(code: int, message: str) -> Answer:
-    return 200, {}, json.dumps({"stat": "fail", "code": code, "message": message}).encode()
+    return 200, {}, {"stat": "fail", "code": code, "message": message}
 
 
 def catalogue(photos: list[dict[str, Any]]) -> Callable[[dict[str, str]], Answer]:
@@ -90,39 +74,40 @@ def catalogue(photos: list[dict[str, Any]]) -> Callable[[dict[str, str]], Answer
 
 
 @pytest.fixture
-def api(monkeypatch) -> Iterator[Replay]:
+def api(monkeypatch) -> Iterator[Api]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FLICKR_API_KEY", KEY)
     monkeypatch.setattr(WebSource, "backoff_s", 0.01)
-    replay = Replay()
-    yield replay
-    replay.server.shutdown()
-    replay.server.server_close()
+    loopback_only(monkeypatch)
+    with ReplayServer() as server:
+        api = Api(server)
+        api.answers(ok([]))
+        yield api
 
 
-def source(replay: Replay, **fields: Any) -> FlickrSource:
+def source(replay: Api, **fields: Any) -> FlickrSource:
     return FlickrSource(FlickrConfig(base_url=replay.url, retries=fields.pop("retries", 1), **fields))
 
 
-def test_pages_until_the_last_page_and_a_limit_stops_mid_page(api: Replay, monkeypatch):
+def test_pages_until_the_last_page_and_a_limit_stops_mid_page(api: Api, monkeypatch):
     monkeypatch.setattr(FlickrSource, "page_size", 3)
-    api.respond = catalogue([photo(i) for i in range(8)])
+    api.serve(catalogue([photo(i) for i in range(8)]))
     hits = source(api).search(Query("dog"), 100)
     assert [h.title.split(" |")[0] for h in hits] == [f"dog {i}" for i in range(8)]
     assert [(r["page"], r["per_page"]) for r in api.requests] == [("1", "3"), ("2", "3"), ("3", "3")]
 
-    api.requests.clear()
+    api.clear()
     hits = source(api).search(Query("dog"), 5)  # page 2 holds photos 3, 4, 5: the search stops inside it
     assert [h.url.rsplit("/", 1)[1] for h in hits] == [f"{1000 + i}_abc_z.jpg" for i in range(5)]
     assert [(r["page"], r["per_page"]) for r in api.requests] == [("1", "3"), ("2", "3")]
 
-    api.requests.clear()
+    api.clear()
     assert len(source(api).search(Query("dog"), 2)) == 2  # fewer than a page: one request for just that many
     assert [(r["page"], r["per_page"]) for r in api.requests] == [("1", "2")]
 
 
-def test_request_parameters_as_the_server_saw_them(api: Replay):
+def test_request_parameters_as_the_server_saw_them(api: Api):
     api.answers(ok([photo(0, url_z=None, url_c="https://live.staticflickr.com/1/1000_abc_c.jpg")]))
     src = FlickrSource(FlickrConfig(base_url=api.url, licenses=[4, 5, 9], size="c", sort="interestingness-desc"),
                        user_agent="curate-test/1 (ops@example.org)")
@@ -135,10 +120,10 @@ def test_request_parameters_as_the_server_saw_them(api: Replay):
         "safe_search": "1", "sort": "interestingness-desc", "page": "1", "per_page": "10", "format": "json",
         "nojsoncallback": "1",
     }
-    assert api.headers[0]["User-Agent"] == "curate-test/1 (ops@example.org)"
+    assert api.server.requests[0].headers["User-Agent"] == "curate-test/1 (ops@example.org)"
 
 
-def test_hits_carry_provenance_and_photos_without_the_size_are_skipped(api: Replay):
+def test_hits_carry_provenance_and_photos_without_the_size_are_skipped(api: Api):
     api.answers(ok([
         photo(0),
         photo(1, url_z=None),  # no 640 px size: skipped
@@ -164,7 +149,7 @@ def test_licence_names():
     assert license_name(None) is None and license_name("") is None
 
 
-def test_invalid_key_names_the_variable(api: Replay):
+def test_invalid_key_names_the_variable(api: Api):
     api.answers(fail(100, "Invalid API Key (Key has invalid format)"))
     with pytest.raises(SourceError, match=r"refused the API key \(code 100.*\$FLICKR_API_KEY is set") as info:
         source(api).search(Query("dog"), 10)
@@ -172,7 +157,7 @@ def test_invalid_key_names_the_variable(api: Replay):
     assert len(api.requests) == 1  # not retried
 
 
-def test_rate_limit_answers_say_quota(api: Replay):
+def test_rate_limit_answers_say_quota(api: Api):
     api.answers(fail(0, "Rate limit exceeded: too many requests"))
     with pytest.raises(SourceError, match="quota"):
         source(api).search(Query("dog"), 10)
@@ -181,7 +166,7 @@ def test_rate_limit_answers_say_quota(api: Replay):
         source(api, retries=1).search(Query("dog"), 10)
 
 
-def test_other_failures_give_code_and_message(api: Replay):
+def test_other_failures_give_code_and_message(api: Api):
     api.answers(fail(3, "Parameterless searches have been disabled"))
     with pytest.raises(SourceError, match=r"code 3: Parameterless searches have been disabled"):
         source(api).search(Query("dog"), 10)
@@ -190,7 +175,35 @@ def test_other_failures_give_code_and_message(api: Replay):
         source(api).search(Query("dog"), 10)
 
 
-def test_429_with_retry_after_then_success(api: Replay):
+def test_service_unavailable_is_retried_then_succeeds(api: Api):
+    api.answers(fail(105, "Service currently unavailable"), fail(201, "API not available"), ok([photo(0)]))
+    assert len(source(api, retries=2).search(Query("dog"), 10)) == 1
+    assert len(api.requests) == 3
+
+
+def test_a_page_without_usable_photos_does_not_end_the_search(api: Api, monkeypatch):
+    monkeypatch.setattr(FlickrSource, "page_size", 2)
+    api.serve(catalogue([photo(0, url_z=None), photo(1, url_z=None), photo(2), photo(3)]))
+    hits = source(api).search(Query("dog"), 2)
+    assert [h.url.rsplit("/", 1)[1] for h in hits] == ["1002_abc_z.jpg", "1003_abc_z.jpg"]
+    assert [r["page"] for r in api.requests] == ["1", "2"]
+
+
+def test_the_key_never_shows_in_a_request_failed_message(api: Api):
+    api.serve(lambda q: (302, {"Location": f"ftp://127.0.0.1/services/rest/?{urlencode(q)}"}, b""))
+    with pytest.raises(SourceError, match=r"^flickr: request failed: .*ftp://127\.0\.0\.1/services/rest/\?…") as info:
+        source(api).search(Query("dog"), 10)
+    assert KEY not in str(info.value) and "api_key" not in str(info.value)
+
+
+def test_the_depth_window_ends_the_search(api: Api, monkeypatch):
+    monkeypatch.setattr(FlickrSource, "page_size", 500)
+    api.serve(lambda q: ok([photo(int(q["page"]) * 1000 + i) for i in range(500)], page=int(q["page"]), pages=99))
+    assert len(source(api).search(Query("dog"), 100_000)) == 4000
+    assert [r["page"] for r in api.requests] == [str(p) for p in range(1, 9)]
+
+
+def test_429_with_retry_after_then_success(api: Api):
     api.answers((429, {"Retry-After": "1"}, b"slow down"), ok([photo(0)]))
     start = time.monotonic()
     hits = source(api, retries=2).search(Query("dog"), 10)
@@ -204,7 +217,7 @@ def test_429_with_retry_after_then_success(api: Replay):
     (b'{"stat": "ok"}', "unexpected answer"),
     (b'{"stat": "ok", "photos": {"photo": {}}}', "not a list"),
 ])
-def test_malformed_answers(api: Replay, body: bytes, problem: str):
+def test_malformed_answers(api: Api, body: bytes, problem: str):
     api.answers((200, {}, body))
     with pytest.raises(SourceError, match=problem):
         source(api).search(Query("dog"), 10)
@@ -213,16 +226,15 @@ def test_malformed_answers(api: Replay, body: bytes, problem: str):
 def test_unreachable_port(monkeypatch):
     monkeypatch.setenv("FLICKR_API_KEY", KEY)
     monkeypatch.setattr(WebSource, "backoff_s", 0.01)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    loopback_only(monkeypatch)
+    port = unused_port()
     src = FlickrSource(FlickrConfig(base_url=f"http://127.0.0.1:{port}/services/rest/", retries=1))
     with pytest.raises(SourceError, match="unreachable") as info:
         src.search(Query("dog"), 10)
     assert KEY not in str(info.value)
 
 
-def test_missing_key_is_an_input_problem_and_no_request_is_made(api: Replay, monkeypatch):
+def test_missing_key_is_an_input_problem_and_no_request_is_made(api: Api, monkeypatch):
     assert FlickrConfig().check_inputs("candidates.sources.0") == []
     monkeypatch.delenv("FLICKR_API_KEY")
     (problem,) = FlickrConfig().check_inputs("candidates.sources.0")

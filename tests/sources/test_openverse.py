@@ -107,6 +107,13 @@ def test_an_empty_page_ends_the_search(server: ReplayServer):
     assert len(server.requests_to(SEARCH)) == 2
 
 
+def test_a_page_without_usable_results_does_not_end_the_search(server: ReplayServer):
+    no_urls = [result(str(i), url=None) for i in range(20)]
+    server.routes[SEARCH] = sequence(answer(no_urls, 1, 5), answer([result("a")], 2, 5), answer([], 3, 5))
+    assert urls(source(server).search(Query("fox"), 100)) == ["a.jpg"]
+    assert [r.query["page"] for r in server.requests_to(SEARCH)] == ["1", "2", "3"]
+
+
 def test_the_page_count_ends_the_search(server: ReplayServer):
     server.routes[SEARCH] = paged(20)
     assert len(source(server).search(Query("fox"), 100)) == 20
@@ -253,19 +260,23 @@ def pipeline_model_with_openverse():
 
 
 def stage_search(base: str) -> Any:
-    """Openverse answers whose image URLs point back at the replay server (one image per query and rank)."""
+    """Openverse answers whose image URLs point back at the replay server (one image per query, licence filter
+    and rank)."""
     def route(query: dict[str, str]) -> Any:
-        text, size = query["q"], int(query["page_size"])
-        return answer([result(f"{text}-{i}", url=f"{base}/img.png?id={quote(text)}-{i}") for i in range(size)])
+        text, size, licence = query["q"], int(query["page_size"]), query.get("license", "any")
+        return answer([result(f"{text}-{i}", url=f"{base}/img.png?id={quote(text)}-{licence}-{i}")
+                       for i in range(size)])
     return route
 
 
-def run_pipeline(tmp_path: Path, server: ReplayServer, wnids: list[str]) -> int:
+def run_pipeline(tmp_path: Path, server: ReplayServer, wnids: list[str],
+                 sources: list[dict[str, Any]] | None = None) -> int:
     from curate.cli import main
 
     data = pipeline_dict(tmp_path / "unused-corpus", tmp_path / "run")
     data["synsets"] = {"wnids": wnids}
-    data["candidates"]["sources"] = [{"type": "openverse", "base_url": server.url, "max_per_query": 5, "retries": 1}]
+    data["candidates"]["sources"] = [{"type": "openverse", "base_url": server.url, "max_per_query": 5, "retries": 1,
+                                      **extra} for extra in sources or [{}]]
     data["candidates"]["download"].update(allow_private_networks=True, retries=0)
     pipeline = write_pipeline(tmp_path / "pipeline.yaml", data)
     return main(["run", str(pipeline), "--no-progress", "--only", "synsets", "--only", "candidates"])
@@ -297,3 +308,26 @@ def test_through_the_candidates_stage_then_a_failing_service(tmp_path: Path, ser
     err = capsys.readouterr().err
     assert "openverse: service error (HTTP 503)" in err and "queries left to search on the next run" in err
     assert [dict(r) for r in candidates(tmp_path / "run")] == [dict(r) for r in rows]
+
+
+@pytest.mark.usefixtures("pipeline_model_with_openverse")
+def test_named_sources_of_one_type_keep_separate_searches_and_candidates(tmp_path: Path, server: ReplayServer):
+    server.routes.update({SEARCH: stage_search(server.url), "/img.png": image_route})
+    named = [{"name": "cc0", "licenses": ["cc0"]}, {"name": "by", "licenses": ["by"]}]
+    assert run_pipeline(tmp_path, server, [DOG], named) == 0
+    rows = candidates(tmp_path / "run")
+    by_source = {name: [r for r in rows if r["source"] == name] for name in ("openverse:cc0", "openverse:by")}
+    assert {r["source"] for r in rows} == set(by_source)
+    queries = {r["query_id"] for r in rows}
+    for name, licence in (("openverse:cc0", "cc0"), ("openverse:by", "by")):
+        assert {r["query_id"] for r in by_source[name]} == queries  # every query searched by both
+        assert all(f"-{licence}-" in r["url"] for r in by_source[name])
+    sent = [r.query.get("license") for r in server.requests_to(SEARCH)]
+    assert sent.count("cc0") == sent.count("by") == len(queries)
+    assert run_pipeline(tmp_path, server, [DOG], named) == 0  # nothing left to search for either
+    assert len(server.requests_to(SEARCH)) == len(sent)
+
+
+def test_a_name_sets_the_instance():
+    assert OpenverseSource(OpenverseSourceConfig()).instance == "openverse"
+    assert OpenverseSource(OpenverseSourceConfig(name="cc0")).instance == "openverse:cc0"

@@ -71,6 +71,14 @@ def test_each_file_format_is_read(tmp_path: Path, name: str):
     assert names(src.search(MOUSE_Q, 10)) == ["class-wnid"]
 
 
+def test_a_name_replaces_the_file_name_in_the_instance(tmp_path: Path):
+    path = write(tmp_path / "list.csv", MIXED)
+    assert source(path).instance == "urls:list.csv"
+    assert source(path, name="laion-dogs").instance == "urls:laion-dogs"
+    with pytest.raises(ValidationError, match="name"):
+        UrlsConfig(path=path, name="two words")
+
+
 def test_wnid_rows_belong_to_their_class_for_every_query_and_never_to_another(tmp_path: Path):
     src = source(write(tmp_path / "list.csv", MIXED))
     puppy = Query("puppy", DOG, kind="synonym", lemmas=DOG_Q.lemmas)  # no caption says puppy
