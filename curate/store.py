@@ -84,7 +84,8 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int, with_original_siz
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img, original_size = _decode(data, max_side_px)
-        rgb = _to_rgb(ImageOps.exif_transpose(img))
+        ImageOps.exif_transpose(img, in_place=True)  # no copy: the decoded image is ours alone
+        rgb = _to_rgb(img)
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -156,7 +157,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return background
     if img.mode in ("I", "F") or img.mode.startswith("I;"):
         return _greyscale_to_8bit(img).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # a decoded JPEG is RGB already: no copy
 
 
 def _greyscale_to_8bit(img: Image.Image) -> Image.Image:
@@ -200,6 +201,7 @@ class ImageStore:
         self.root = Path(root)
         self.jpeg_quality = jpeg_quality
         self.root.mkdir(parents=True, exist_ok=True)
+        self._shards: set[str] = set()
         if remove_temporaries:
             self._remove_stale_temporaries()
 
@@ -237,7 +239,9 @@ class ImageStore:
                     tmp.unlink(missing_ok=True)
 
     def _write_atomic(self, target: Path, img: Image.Image) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent.name not in self._shards:  # 256 shard folders: create each once, not per image
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._shards.add(target.parent.name)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as fh:  # no optimize pass and no fsync per file: both cost more than the

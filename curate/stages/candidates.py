@@ -118,7 +118,7 @@ class CandidatesStage(Stage):
         from curate.engine import IngestTask
 
         cfg = ctx.config.candidates.download
-        work = [(dict(row), file_roots.get(row["source"])) for row in pending]
+        work = [({"id": row["id"], "url": row["url"]}, file_roots.get(row["source"])) for row in pending]
         task = IngestTask(cfg.model_dump(), ctx.config.candidates.quality.model_dump(), ctx.store.root,
                           ctx.store.jpeg_quality)
         with ctx.progress(total=len(pending), desc="download", unit="img") as bar:
