@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean-runs
+.PHONY: setup demo test lint bench bench-download clean-runs
 
 setup: $(STAMP)
 	$(BIN)/curate setup
@@ -29,6 +29,15 @@ lint: $(STAMP)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_embed.py
+
+# img2dataset, the baseline of the download benchmark, lives in its own environment (not a dependency).
+.venv-bench/bin/img2dataset:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --disable-pip-version-check -q img2dataset
+
+bench-download: setup .venv-bench/bin/img2dataset
+	$(BIN)/python benchmarks/download.py
+	$(BIN)/python benchmarks/download.py --photos web -n 2000
 
 clean-runs:
 	rm -rf runs

@@ -10,10 +10,10 @@ size" check is the store's ``min_side_px``.
 
 Reads: one decoded image (normally what :func:`curate.store.normalize` returns: RGB, EXIF orientation
 applied, longest side capped) and, optionally, its size as downloaded. Writes nothing.
-:func:`measure` computes :class:`ImageProperties` from one small grey copy (well under 2 ms for a
-512 px image); :func:`problems` turns them into messages, each starting with a stable word of
-:data:`PROBLEM_KINDS` for the reason classifier. :func:`near_duplicate_groups` groups pHashes within a
-Hamming distance. Failure: malformed hashes and empty images raise ``ValueError``.
+:func:`measure` computes :class:`ImageProperties` from one small grey copy (about 0.25 ms for a 512 px
+image, with numpy and Pillow only); :func:`problems` turns them into messages, each starting with a
+stable word of :data:`PROBLEM_KINDS` for the reason classifier. :func:`near_duplicate_groups` groups
+pHashes within a Hamming distance. Failure: malformed hashes and empty images raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,21 @@ ANALYSIS_SIDE_PX = 256
 
 # Window of grey levels (±2) counted as "one flat colour": absorbs JPEG/GIF dither on a flat fill.
 _FLAT_WINDOW = 5
+
+# Grey levels and their squares: the mean and variance of a 256-bin histogram in one product.
+_MOMENTS = np.arange(256, dtype=np.float64) ** np.array([[1.0], [2.0]])
+
+# pHash as imagehash.phash computes it: grey image -> 32x32 by Pillow's Lanczos resize -> 2-D DCT-II
+# (scipy.fftpack.dct, type II, norm None, along both axes) -> top-left 8x8 -> bit = coefficient > median,
+# row by row, first bit most significant. Everything up to the 8x8 is linear, so :func:`_phash` does it
+# as one product ROWS @ pixels @ COLUMNS with ROWS = DCT[:8] @ LANCZOS(height -> 32) and COLUMNS the same
+# for the width, transposed, cached per size of the grey copy.
+_PHASH_SIZE = 32
+_PHASH_BITS = 8
+# OpenBLAS, numpy's BLAS, runs a matrix product of 2**19 multiply-adds or more (2**16 pixels times 8) on
+# several threads, and a dot product of more than 10,000 values too; with two busy cores that costs
+# milliseconds per call instead of microseconds, so every product here is kept below those sizes.
+_ONE_THREAD_PIXELS = 2**16
 
 # The first word(s) of every message of problems(), in the order they are reported.
 PROBLEM_KINDS = ("placeholder", "extreme aspect ratio", "too dark", "too light", "near-constant",
@@ -122,7 +137,7 @@ class ImageProperties:
     entropy: float  # bits, 0..8, of the 256-bin grey histogram
     sharpness: float  # variance of the Laplacian on the <= 256 px grey copy, grey levels squared
     flat_fraction: float  # largest share of pixels within one window of 5 adjacent grey levels, 0..1
-    phash: str  # 16 hex digits: imagehash.phash of the grey copy (64 bits)
+    phash: str  # 16 hex digits: imagehash.phash of the grey copy (64 bits), computed in numpy
 
     @property
     def aspect_ratio(self) -> float:
@@ -135,25 +150,24 @@ class ImageProperties:
 def measure(img: Image.Image) -> ImageProperties:
     """All properties of ``img`` from one grey copy whose longest side is at most 256 px.
 
-    The copy (:func:`_grey_copy`) costs one pass over the full image; everything else is numpy on at
-    most 256x256 pixels: the histogram measures, the Laplacian and the pHash (:func:`_phash`, which is
-    ``imagehash.phash(img)`` for most images and within 0 to 2 bits of it for the rest; scipy is not
-    used). About 0.2 ms for a 512 px RGB image on an idle CPU core, half of it making the copy. Raises
-    ``ValueError`` on an empty (0-pixel) image.
+    The copy (:func:`_grey_copy`) is made once, with one pass over the full image; everything else is
+    numpy on at most 256x256 pixels: the histogram measures, the Laplacian and the pHash (:func:`_phash`:
+    ``imagehash.phash(img)`` for most images, within 0 to 2 bits of it for the rest, without scipy).
+    About 0.25 ms for a 400x300 or 512x384 RGB image on one CPU core, more than half of it making the
+    copy. Raises ``ValueError`` on an empty (0-pixel) image.
     """
     width, height = img.size
     if width < 1 or height < 1:
         raise ValueError(f"empty image: {width}x{height} px")
-    grey = _grey_copy(img)
-    pixels = np.asarray(grey)
+    grey, pixels = _grey_copy(img)
     count = pixels.size
-    hist = np.array(grey.histogram(), dtype=np.float64)  # the counts of np.bincount, several times faster
+    hist = np.array(grey.histogram(), dtype=np.float64)  # np.bincount's counts, in a third of the time
     total, total_squares = _MOMENTS @ hist
     mean = total / count
     variance = max(0.0, total_squares / count - mean * mean)
     used = hist[hist > 0]
     entropy = math.log2(count) - float(used @ np.log2(used)) / count  # -sum(p log2 p) with p = used / count
-    cumulative = np.cumsum(hist)  # the fullest window of _FLAT_WINDOW adjacent grey levels (or fewer, at an end)
+    cumulative = np.cumsum(hist)  # the fullest window of _FLAT_WINDOW adjacent grey levels
     flat = max(cumulative[_FLAT_WINDOW - 1], (cumulative[_FLAT_WINDOW:] - cumulative[:-_FLAT_WINDOW]).max()) / count
     return ImageProperties(
         width=width,
@@ -167,24 +181,70 @@ def measure(img: Image.Image) -> ImageProperties:
     )
 
 
-def _grey_copy(img: Image.Image) -> Image.Image:
-    """Luminance (mode "L") of ``img`` with its longest side box-scaled down to :data:`ANALYSIS_SIDE_PX`.
+def _grey_copy(img: Image.Image) -> tuple[Image.Image, np.ndarray]:
+    """Luminance of ``img`` with its longest side box-scaled down to :data:`ANALYSIS_SIDE_PX` (never up), as
+    a mode "L" image and a uint8 array of the same pixels.
 
-    One conversion of the full image, then ``Image.reduce`` (a box average by an integer factor, the
-    cheapest good reduction: a 512 px image needs nothing else); only where the scale is not an integer
-    does a box resize follow (``reducing_gap=1`` makes Pillow reduce first, then resize the rest).
+    The full image is converted to luminance once; then the cheapest exact way down is taken:
+
+    - an integer scale (a 512 px image): ``Image.reduce``, Pillow's box average by whole pixels;
+    - a scale between 1 and 2 (a longest side of 257 to 511 px): the box filter of Pillow's
+      ``resize(..., BOX)``, every output pixel the mean of the 1 or 2 x 1 or 2 input pixels whose centres
+      it covers, in numpy (:func:`_box_pairs`) in less than half the time of Pillow's generic resampler;
+      rounded once where Pillow rounds after each axis, so at most 1 grey level from Pillow's result;
+    - anything else (a larger image at a fractional scale): Pillow's box resize, reducing first.
+
+    Pillow's double rounding lifts the mean by a fraction of a grey level; the single rounding does not,
+    so brightness can come out up to about 0.4 grey levels (0.0015) lower than Pillow's copy gives.
     """
     width, height = img.size
     grey = img if img.mode == "L" else img.convert("L")
     longest = max(width, height)
     if longest <= ANALYSIS_SIDE_PX:
-        return grey
+        return grey, np.asarray(grey)
     scale = ANALYSIS_SIDE_PX / longest
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     factor_x, factor_y = width // size[0], height // size[1]
     if width == size[0] * factor_x and height == size[1] * factor_y:
-        return grey.reduce((factor_x, factor_y))
-    return grey.resize(size, Image.Resampling.BOX, reducing_gap=1.0)
+        grey = grey.reduce((factor_x, factor_y))
+        return grey, np.asarray(grey)
+    columns = _box_pairs(width, size[0]) if factor_x == factor_y == 1 else None
+    rows = _box_pairs(height, size[1]) if columns is not None else None
+    if columns is None or rows is None:  # reducing_gap=1: Image.reduce by (factor_x, factor_y) first
+        grey = grey.resize(size, Image.Resampling.BOX, reducing_gap=1.0)
+        return grey, np.asarray(grey)
+    full = np.asarray(grey)
+    pairs = np.add(full[rows[0]], full[rows[1]], dtype=np.int16)  # rows first: whole-row gathers are cheap
+    total = np.take(pairs, columns[0], axis=1)  # np.take keeps C order, pairs[:, index] would not
+    total += np.take(pairs, columns[1], axis=1)
+    total += 2
+    total >>= 2
+    pixels = total.astype(np.uint8)
+    return Image.fromarray(pixels), pixels
+
+
+@functools.lru_cache(maxsize=1024)
+def _box_pairs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last input pixel under each output pixel of Pillow's BOX resize along one axis (the same
+    pixel twice where one is covered), or None when some output pixel covers more than two.
+
+    Pillow (``precompute_coeffs`` in Resample.c) gives an output pixel centred at ``c`` (input
+    coordinates) equal weights on the input pixels ``x`` with ``-0.5 < (x + 0.5 - c) / scale <= 0.5``.
+    """
+    scale = in_size / out_size
+    if not 1.0 <= scale < 2.0:
+        return None
+    support = 0.5 * scale
+    first, last = np.empty(out_size, dtype=np.intp), np.empty(out_size, dtype=np.intp)
+    for out in range(out_size):
+        centre = (out + 0.5) * scale
+        lowest, highest = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), in_size)
+        covered = [x for x in range(lowest, highest) if -0.5 < (x - centre + 0.5) / scale <= 0.5]
+        if not 1 <= len(covered) <= 2:
+            return None
+        first[out], last[out] = covered[0], covered[-1]
+    first.flags.writeable = last.flags.writeable = False
+    return first, last
 
 
 def _laplacian_variance(pixels: np.ndarray) -> float:
@@ -192,9 +252,8 @@ def _laplacian_variance(pixels: np.ndarray) -> float:
 
     ``pixels`` are uint8 grey levels. The Laplacian is taken on the flattened image, so that every step
     is one contiguous int16 pass (the first and last column of each row wrap around and are then
-    zeroed). The sums are exact in float64 (at most 256x256 integers of at most 1020 squared), so this
-    is the two-pass variance up to the last bits. ``np.einsum`` rather than ``@``: OpenBLAS runs a dot
-    product of this length on several threads, which costs milliseconds on a busy machine.
+    zeroed). Both sums are of integers and exact (at most 256x256 values of at most 1020 squared), so
+    this is the two-pass variance up to the last bit, whatever the order of summation.
     """
     height, width = pixels.shape
     if height < 3 or width < 3:
@@ -208,19 +267,14 @@ def _laplacian_variance(pixels: np.ndarray) -> float:
     rows = lap.reshape(height - 2, width)
     rows[:, 0] = 0
     rows[:, -1] = 0
-    values = lap.astype(np.float64)
     count = (height - 2) * (width - 2)
-    total = float(values.sum())
-    return max(0.0, (float(np.einsum("i,i->", values, values)) - total * total / count) / count)
+    total = int(lap.sum(dtype=np.int32))  # |total| <= 256 * 256 * 1020 < 2**31
+    values = rows.astype(np.float64)
+    # one dot product per row (a batch of 1 x w @ w x 1 products): one over the whole image would be
+    # spread over threads (see _ONE_THREAD_PIXELS)
+    squares = float(np.matmul(values[:, None, :], values[:, :, None]).sum())
+    return max(0.0, (squares - total * total / count) / count)
 
-
-# pHash as imagehash.phash computes it: grey image -> 32x32 by PIL's Lanczos resize -> 2-D DCT-II
-# (scipy.fftpack.dct, type II, norm None, along both axes) -> top-left 8x8 -> bit = coefficient > median,
-# row by row, first bit most significant. Everything up to the 8x8 is linear, so it is one product
-# P_rows @ pixels @ P_cols.T with P = DCT[:8] @ LANCZOS (8 x side of the copy), cached per side.
-_PHASH_SIZE = 32
-_PHASH_BITS = 8
-_MOMENTS = np.arange(256, dtype=np.float64) ** np.array([[1.0], [2.0]])  # grey level, its square
 
 
 def _phash(pixels: np.ndarray) -> str:
@@ -230,8 +284,16 @@ def _phash(pixels: np.ndarray) -> str:
     of the median (imagehash rounds the 32x32 image to whole grey levels, this does not): in the tests,
     identical for most images and at most 2 bits apart for the rest.
     """
-    rows, columns = _phash_projections(*pixels.shape)
-    coefficients = (rows @ (pixels.astype(np.float32) @ columns)).ravel()
+    height, width = pixels.shape
+    rows, columns = _phash_projections(height, width)
+    grey = pixels.astype(np.float32)
+    # at most _ONE_THREAD_PIXELS - 1 pixels per product: a 256x256 copy is cut in two
+    step = max(1, (_ONE_THREAD_PIXELS - 1) // width)
+    if height <= step:
+        projected = grey @ columns
+    else:
+        projected = np.concatenate([grey[start:start + step] @ columns for start in range(0, height, step)])
+    coefficients = (rows @ projected).ravel()
     middle = np.partition(coefficients, (31, 32))  # the median of 64 values, as np.median computes it
     bits = coefficients > (middle[31] + middle[32]) / 2.0
     return format(int.from_bytes(np.packbits(bits).tobytes(), "big"), "016x")
@@ -251,8 +313,9 @@ def _phash_projections(height: int, width: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _lanczos_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """(out_size, in_size) weights of PIL's Lanczos resize along one axis (``precompute_coeffs`` in
-    Pillow's Resample.c: support 3 input pixels scaled by the reduction, weights normalised per output)."""
+    """(out_size, in_size) weights of Pillow's Lanczos resize along one axis (``precompute_coeffs`` in
+    Resample.c: support 3 input pixels times the reduction, weights normalised per output pixel); Pillow
+    applies them in fixed point and rounds to whole grey levels after each axis."""
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = 3.0 * filter_scale

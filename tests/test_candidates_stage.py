@@ -20,10 +20,12 @@ from curate.runner import open_run, run_stage
 from curate.stages.candidates import CandidatesStage
 
 MALFORMED = ["/chunked-truncated.png", "/duplicate-length.png", "/to-ftp", "/loop-a", "/bad-status-line.png",
-             "/noai.png", "/html-as-image.jpg", "/huge.png", "/reset.png", "/status/404", "/status/500"]
+             "/noai.png", "/html-as-image.jpg", "/huge.png", "/reset.png",
+             "/status/404?from=stage", "/status/500?from=stage"]  # (the query keeps test_http's hit counts apart)
 # the reason code each one ends with (curate status groups failures by it)
 REASONS = {"/noai.png": "noai", "/html-as-image.jpg": "not_image", "/huge.png": "too_many_pixels",
-           "/loop-a": "redirects", "/status/404": "http_404", "/status/500": "http_500", "/reset.png": "connection"}
+           "/loop-a": "redirects", "/status/404?from=stage": "http_404", "/status/500?from=stage": "http_500",
+           "/reset.png": "connection"}
 
 
 def web_candidates(ctx, urls: list[str]) -> None:

@@ -265,7 +265,7 @@ NOW = datetime(2026, 10, 21, 7, 28, tzinfo=UTC)
     ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0), ("Wed, 21 Oct 2026 09:00:00 GMT", 60.0),
     ("-5", None), ("1.5", None), ("soon", None), ("", None), (None, None),
 ])
-def testparse_retry_after(value, seconds):
+def test_parse_retry_after(value, seconds):
     assert parse_retry_after(value, now=NOW) == seconds
 
 
