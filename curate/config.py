@@ -49,15 +49,23 @@ class Section(BaseModel):
         return problems
 
 
-def _type_shorthand(value: Any) -> Any:
-    return {"type": value} if isinstance(value, str) else value
+def _type_shorthand(default: str | None) -> Any:
+    def expand(value: Any) -> Any:
+        if isinstance(value, str):
+            return {"type": value}
+        if default is not None and isinstance(value, dict) and "type" not in value:
+            return {"type": default, **value}  # --set run.executor.processes=4 on a default plug-in
+        return value
+
+    return expand
 
 
-def plugin_config(registry: Any) -> Any:
-    """The config type for one plug-in of ``registry``: a discriminated union of their ``Config``s."""
+def plugin_config(registry: Any, default: str | None = None) -> Any:
+    """The config type for one plug-in of ``registry``: a discriminated union of their ``Config``s. A bare
+    name stands for ``{type: name}``; a mapping without ``type`` means the ``default`` plug-in, if any."""
     configs = tuple(registry.configs())
     union = configs[0] if len(configs) == 1 else Union[configs]  # noqa: UP007 (built at run time)
-    return Annotated[union, Field(discriminator="type"), BeforeValidator(_type_shorthand)]
+    return Annotated[union, Field(discriminator="type"), BeforeValidator(_type_shorthand(default))]
 
 
 def weights_spec(value: str, base: Path) -> str:
@@ -81,7 +89,7 @@ def run_model() -> type[Section]:
         dir: Path = Path("runs/run")
         seed: int = 0
         log_level: Literal["debug", "info", "warning"] = "info"
-        executor: plugin_config(EXECUTORS) = Field(  # type: ignore[valid-type]
+        executor: plugin_config(EXECUTORS, default="local") = Field(  # type: ignore[valid-type]
             default_factory=lambda: {"type": "local"}, validate_default=True,
             description="where per-item work (downloads) runs: local = a thread pool on this machine",
         )

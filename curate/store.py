@@ -6,7 +6,10 @@ EPS through Ghostscript among them, are never reached); the store's existing fil
 re-decoded before being trusted. Writes: one normalized JPEG per distinct sha256 (EXIF orientation
 applied, high-bit-depth greyscale rescaled to 8 bits, RGB, longest side capped), atomically
 (temporary ``*.tmp`` file + ``os.replace``), so a kill mid-write leaves no half file; a second write
-of the same image is a no-op unless the stored file no longer decodes, then it is rewritten. Files are
+of the same image is a no-op unless the stored file no longer decodes, then it is rewritten. A download
+that already is what normalizing would store (an RGB JPEG within the longest side, needing no rotation)
+is kept as it came, less its metadata (EXIF with GPS positions, XMP, IPTC, comments): no second lossy
+encoding, and no encoding cost. Files are
 not fsynced one by one (that cost more than decoding them): a kill never leaves a half file, a power
 cut may, and such a file is found and rewritten by the next ``put`` of the same bytes. Opening
 the store deletes the ``<root>/<2 hex>/*.tmp`` files such a kill left behind (one process per run
@@ -32,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 # Refuse decompression bombs outright (a 25 MB file can claim gigapixels): past this, decoding fails.
+EXIF_ORIENTATION = 0x0112
 MAX_PIXELS = 90_000_000
 
 # The only Pillow decoders untrusted bytes reach. JPEG covers MPO (multi-picture JPEG from cameras).
@@ -80,10 +84,19 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int, with_original_siz
 
     The minimum side is checked on the result, so an extreme panorama that shrinks to a sliver is refused.
     """
+    rgb, original_size, _ = _normalize(data, max_side_px, min_side_px)
+    return (rgb, original_size) if with_original_size else rgb
+
+
+def _normalize(data: bytes, max_side_px: int, min_side_px: int) -> tuple[Image.Image, tuple[int, int], bool]:
+    """:func:`normalize`, and whether the downloaded bytes already are what it would store: an RGB JPEG
+    within ``max_side_px`` that needs no rotation (then the store keeps them, less their metadata)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img, original_size = _decode(data, max_side_px)
+        reusable = img.format == "JPEG" and img.mode == "RGB" and img.size == original_size
+        reusable = reusable and img.getexif().get(EXIF_ORIENTATION, 1) == 1
         ImageOps.exif_transpose(img, in_place=True)  # no copy: the decoded image is ours alone
         rgb = _to_rgb(img)
     except InvalidImage:
@@ -98,7 +111,34 @@ def normalize(data: bytes, max_side_px: int, min_side_px: int, with_original_siz
     if min(rgb.size) < min_side_px:
         after = f" after resizing to fit {max_side_px} px" if resized else ""
         raise InvalidImage(f"image too small: {rgb.size[0]}x{rgb.size[1]} px{after} (min side {min_side_px} px)")
-    return (rgb, original_size) if with_original_size else rgb
+    return rgb, original_size, reusable and not resized
+
+
+# JPEG segments dropped from a stored original: APP1 (EXIF, with GPS positions, and XMP), APP13 (IPTC) and
+# comments. Kept: JFIF (APP0), the ICC colour profile (APP2), Adobe's colour transform (APP14), the codec's.
+_DROPPED_SEGMENTS = {0xE1, 0xED, 0xFE}
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+
+
+def strip_jpeg_metadata(data: bytes) -> bytes | None:
+    """The JPEG without its metadata segments (same pixels); None when the header does not parse."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    out, i = [data[:2]], 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xDA:  # start of scan: the compressed image follows, kept as it is
+            out.append(data[i:])
+            return b"".join(out)
+        if marker in _STANDALONE or marker == 0xFF:
+            out.append(data[i : i + 2])
+            i += 2
+            continue
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker not in _DROPPED_SEGMENTS:
+            out.append(data[i:end])
+        i = end
+    return None
 
 
 def _decode(data: bytes, max_side_px: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
@@ -222,10 +262,11 @@ class ImageStore:
         size = _stored_size(target) if target.exists() else None
         phash = None
         if size is None:
-            img, original_size = normalize(data, max_side_px, min_side_px, with_original_size=True)
+            img, original_size, reusable = _normalize(data, max_side_px, min_side_px)
             phash = _inspect(img, original_size, quality) if quality is not None else None
             size = img.size
-            self._write_atomic(target, img)
+            original = strip_jpeg_metadata(data) if reusable else None
+            self._write_atomic(target, original if original is not None else img)
         width, height = size
         return StoredImage(sha, self.relpath(sha), width, height, len(data), "image/jpeg", phash)
 
@@ -238,14 +279,18 @@ class ImageStore:
                 if tmp.is_file():
                     tmp.unlink(missing_ok=True)
 
-    def _write_atomic(self, target: Path, img: Image.Image) -> None:
+    def _write_atomic(self, target: Path, img: Image.Image | bytes) -> None:
+        """Write ``img`` (encoded as JPEG, or JPEG bytes as they are) to ``target`` whole or not at all."""
         if target.parent.name not in self._shards:  # 256 shard folders: create each once, not per image
             target.parent.mkdir(parents=True, exist_ok=True)
             self._shards.add(target.parent.name)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as fh:  # no optimize pass and no fsync per file: both cost more than the
-                img.save(fh, format="JPEG", quality=self.jpeg_quality)  # decode; a kill still leaves no half file
+                if isinstance(img, bytes):  # decode; a kill still leaves no half file
+                    fh.write(img)
+                else:
+                    img.save(fh, format="JPEG", quality=self.jpeg_quality)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -153,3 +153,8 @@ def test_the_web_pipeline_is_valid():
     config = load_config(REPO / "pipelines" / "web.yaml")
     assert [s.type for s in config.candidates.sources] == ["openverse", "commons"]
     assert config.synsets.languages == ["cmn", "spa", "nld", "ita"]
+
+
+def test_set_reaches_a_default_plugin_not_named_in_the_file(pipeline_file: Path):
+    config = load_config(pipeline_file, ["run.executor.processes=4"])
+    assert (config.run.executor.type, config.run.executor.processes) == ("local", 4)

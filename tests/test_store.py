@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate.store import ImageStore, InvalidImage, normalize, sha256_bytes
+from curate.store import ImageStore, InvalidImage, normalize, sha256_bytes, strip_jpeg_metadata
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -168,3 +168,38 @@ def test_opening_the_store_removes_its_leftover_temporaries(tmp_path: Path):
     assert not Path(leftover).exists() and not other_leftover.exists()
     assert all(path.exists() for path in unrelated)
     assert len(list(root.rglob("*.jpg"))) == 1
+
+
+def jpeg_with_metadata() -> bytes:
+    img = Image.effect_noise((240, 160), 50).convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"  # Make
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)  # a GPS latitude
+    return encode(img, "JPEG", quality=88, exif=exif.tobytes(), comment=b"secret note")
+
+
+def test_a_small_rgb_jpeg_is_kept_as_downloaded_without_its_metadata(tmp_path: Path):
+    data = jpeg_with_metadata()
+    stored = ImageStore(tmp_path / "images").put(data, max_side_px=512)
+    kept = (tmp_path / stored.path).read_bytes()
+    assert stored.sha256 == sha256_bytes(data) and (stored.width, stored.height) == (240, 160)
+    assert b"Exif" not in kept and b"secret note" not in kept and b"CameraMaker" not in kept
+    with Image.open(io.BytesIO(data)) as original, Image.open(io.BytesIO(kept)) as again:
+        assert original.tobytes() == again.tobytes()  # the same pixels: no second encoding
+
+
+def test_a_jpeg_that_needs_work_is_normalized(tmp_path: Path):
+    store = ImageStore(tmp_path / "images")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = store.put(encode(Image.new("RGB", (80, 40), "green"), "JPEG", exif=exif.tobytes()), min_side_px=8)
+    big = store.put(encode(Image.effect_noise((900, 600), 40).convert("RGB"), "JPEG"), max_side_px=300)
+    grey = store.put(encode(Image.effect_noise((100, 100), 40), "JPEG"))
+    assert (rotated.width, rotated.height) == (40, 80) and (big.width, big.height) == (300, 200)
+    with Image.open(tmp_path / grey.path) as img:
+        assert img.mode == "RGB"
+
+
+@pytest.mark.parametrize("data", [b"", b"not a jpeg", b"\xff\xd8\xff\xe1\x00"])
+def test_strip_metadata_refuses_what_it_cannot_parse(data: bytes):
+    assert strip_jpeg_metadata(data) is None

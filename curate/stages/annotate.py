@@ -23,12 +23,12 @@ PULL_BATCH = 200  # tasks per pull and per catalog transaction
 
 
 class AnnotateConfig(Section):
-    backend: plugin_config(BACKENDS) = Field(  # type: ignore[valid-type]
+    backend: plugin_config(BACKENDS, default="simulated") = Field(  # type: ignore[valid-type]
         default_factory=lambda: {"type": "simulated"}, validate_default=True,
         description="the crowd: a name (simulated) or a mapping with its settings ({type: simulated, workers: 12})",
     )
     votes_per_image: int = Field(3, ge=1, le=50)
-    aggregate: plugin_config(AGGREGATORS) = Field(  # type: ignore[valid-type]
+    aggregate: plugin_config(AGGREGATORS, default="majority") = Field(  # type: ignore[valid-type]
         default_factory=lambda: {"type": "majority"}, validate_default=True,
     )
 
