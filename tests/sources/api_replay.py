@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 from PIL import Image, ImageDraw
 
 Answer = tuple[int, dict[str, str], Any]
@@ -170,3 +171,22 @@ def loopback_only(monkeypatch: Any) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "create_connection", create_connection)
+
+
+# ---------------------------------------------------------------------- fixtures the source tests share
+@pytest.fixture
+def server():
+    with ReplayServer() as replay:
+        yield replay
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The sleeps between retries, recorded instead of slept."""
+    from types import SimpleNamespace
+
+    from curate.sources import web
+
+    slept: list[float] = []
+    monkeypatch.setattr(web, "time", SimpleNamespace(sleep=slept.append))
+    return slept

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from api_replay import ReplayServer, image_route, loopback_only, sequence, unused_port
+from api_replay import ReplayServer, image_route, loopback_only, sequence, server, unused_port, waits  # noqa: F401  (fixtures)
 from conftest import CAT, DOG, pipeline_dict, write_pipeline
 from pydantic import ValidationError
 
@@ -28,20 +27,6 @@ API = "/w/api.php"
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     loopback_only(monkeypatch)
     monkeypatch.setattr(web.WebSource, "backoff_s", 0.01)
-
-
-@pytest.fixture
-def server():
-    with ReplayServer() as replay:
-        yield replay
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The sleeps between retries, recorded instead of slept."""
-    slept: list[float] = []
-    monkeypatch.setattr(web, "time", SimpleNamespace(sleep=slept.append))
-    return slept
 
 
 def source(server: ReplayServer, **config: Any) -> CommonsSource:
@@ -279,24 +264,6 @@ def test_config_bounds():
 # --------------------------------------------------------------------------- the candidates stage
 
 
-@pytest.fixture
-def pipeline_model_with_commons():
-    """The pipeline model rebuilt now that 'commons' is registered (the model is cached)."""
-    from curate import config
-
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-    from curate.stages.candidates import CandidatesConfig
-
-    try:
-        CandidatesConfig.model_validate({"sources": [{"type": "commons"}]})
-    except ValidationError:
-        pytest.skip("curate.stages.candidates was imported before 'commons' was registered")
-    yield
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-
-
 def stage_search(base: str) -> Any:
     """Commons answers whose thumbnails point back at the replay server (one image per query and rank)."""
     def route(query: dict[str, str]) -> Any:
@@ -323,7 +290,6 @@ def candidates(run_dir: Path) -> list[sqlite3.Row]:
         return db.execute("SELECT * FROM candidates ORDER BY query_id, rank").fetchall()
 
 
-@pytest.mark.usefixtures("pipeline_model_with_commons")
 def test_through_the_candidates_stage_then_a_failing_service(tmp_path: Path, server: ReplayServer,
                                                              capsys: pytest.CaptureFixture[str]):
     server.routes.update({API: stage_search(server.url), "/img.png": image_route})

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 from api_replay import Answer, ReplayServer, loopback_only, sequence, unused_port
 from conftest import pipeline_dict, write_pipeline
-from pydantic import Field, ValidationError, create_model
+from pydantic import ValidationError
 
 from curate.errors import ConfigError
 from curate.sources.base import Query, SourceError
@@ -254,29 +254,7 @@ def test_config_checks():
     assert FlickrConfig(licenses=[4, 4, 9]).licenses == [4, 9]
 
 
-@pytest.fixture
-def fresh_pipeline_model(monkeypatch) -> Iterator[None]:
-    """The pipeline model rebuilt with this module's source registered (until curate.sources imports it)."""
-    from curate import config
-    from curate.config import plugin_config
-    from curate.sources import SOURCES
-    from curate.stages import STAGES
-
-    stage = STAGES.get("candidates")
-    try:
-        stage.Config.model_validate({"sources": [{"type": "flickr"}]})
-    except ValidationError:  # the stage's config was built before this source was registered
-        fresh = create_model("CandidatesConfig", __base__=stage.Config,
-                             sources=(list[plugin_config(SOURCES)], Field(min_length=1)))
-        monkeypatch.setattr(stage, "Config", fresh)
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-    yield
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-
-
-def test_a_pipeline_without_the_key_fails_validation(tmp_path: Path, monkeypatch, fresh_pipeline_model):
+def test_a_pipeline_without_the_key_fails_validation(tmp_path: Path, monkeypatch):
     from curate.config import load_config
 
     data = pipeline_dict(tmp_path / "corpus", tmp_path / "run")

@@ -6,12 +6,11 @@ from __future__ import annotations
 import math
 import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from api_replay import ReplayServer, image_route, loopback_only, sequence, unused_port
+from api_replay import ReplayServer, image_route, loopback_only, sequence, server, unused_port, waits  # noqa: F401  (fixtures)
 from conftest import CAT, DOG, pipeline_dict, write_pipeline
 from pydantic import ValidationError
 
@@ -29,20 +28,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     loopback_only(monkeypatch)
     monkeypatch.setattr(web.WebSource, "backoff_s", 0.01)
     monkeypatch.delenv("OPENVERSE_TOKEN", raising=False)
-
-
-@pytest.fixture
-def server():
-    with ReplayServer() as replay:
-        yield replay
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The sleeps between retries, recorded instead of slept."""
-    slept: list[float] = []
-    monkeypatch.setattr(web, "time", SimpleNamespace(sleep=slept.append))
-    return slept
 
 
 def source(server: ReplayServer, **config: Any) -> OpenverseSource:
@@ -241,24 +226,6 @@ def test_an_unreachable_service_is_a_source_error():
 # --------------------------------------------------------------------------- the candidates stage
 
 
-@pytest.fixture
-def pipeline_model_with_openverse():
-    """The pipeline model rebuilt now that 'openverse' is registered (the model is cached)."""
-    from curate import config
-
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-    from curate.stages.candidates import CandidatesConfig
-
-    try:
-        CandidatesConfig.model_validate({"sources": [{"type": "openverse"}]})
-    except ValidationError:
-        pytest.skip("curate.stages.candidates was imported before 'openverse' was registered")
-    yield
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-
-
 def stage_search(base: str) -> Any:
     """Openverse answers whose image URLs point back at the replay server (one image per query, licence filter
     and rank)."""
@@ -288,7 +255,6 @@ def candidates(run_dir: Path) -> list[sqlite3.Row]:
         return db.execute("SELECT * FROM candidates ORDER BY query_id, rank").fetchall()
 
 
-@pytest.mark.usefixtures("pipeline_model_with_openverse")
 def test_through_the_candidates_stage_then_a_failing_service(tmp_path: Path, server: ReplayServer,
                                                              capsys: pytest.CaptureFixture[str]):
     server.routes.update({SEARCH: stage_search(server.url), "/img.png": image_route})
@@ -310,7 +276,6 @@ def test_through_the_candidates_stage_then_a_failing_service(tmp_path: Path, ser
     assert [dict(r) for r in candidates(tmp_path / "run")] == [dict(r) for r in rows]
 
 
-@pytest.mark.usefixtures("pipeline_model_with_openverse")
 def test_named_sources_of_one_type_keep_separate_searches_and_candidates(tmp_path: Path, server: ReplayServer):
     server.routes.update({SEARCH: stage_search(server.url), "/img.png": image_route})
     named = [{"name": "cc0", "licenses": ["cc0"]}, {"name": "by", "licenses": ["by"]}]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from conftest import CAT, DOG, MOUSE, pipeline_dict, write_pipeline
-from pydantic import Field, ValidationError, create_model
+from pydantic import ValidationError
 
 import curate.sources.urls as urls_module
 from curate.errors import ConfigError
@@ -183,29 +182,7 @@ def test_check_inputs(tmp_path: Path):
         UrlsConfig(path=tmp_path / "list.csv", max_per_query=0)
 
 
-@pytest.fixture
-def fresh_pipeline_model(monkeypatch) -> Iterator[None]:
-    """The pipeline model rebuilt with this module's source registered (until curate.sources imports it)."""
-    from curate import config
-    from curate.config import plugin_config
-    from curate.sources import SOURCES
-    from curate.stages import STAGES
-
-    stage = STAGES.get("candidates")
-    try:
-        stage.Config.model_validate({"sources": [{"type": "urls", "path": "x.csv"}]})
-    except ValidationError:  # the stage's config was built before this source was registered
-        fresh = create_model("CandidatesConfig", __base__=stage.Config,
-                             sources=(list[plugin_config(SOURCES)], Field(min_length=1)))
-        monkeypatch.setattr(stage, "Config", fresh)
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-    yield
-    config.pipeline_model.cache_clear()
-    config._plugin_tags.cache_clear()
-
-
-def test_relative_path_resolves_against_the_pipeline_folder(tmp_path: Path, monkeypatch, fresh_pipeline_model):
+def test_relative_path_resolves_against_the_pipeline_folder(tmp_path: Path, monkeypatch):
     from curate.config import load_config
 
     folder = tmp_path / "project"

@@ -5,14 +5,12 @@ size per search, opaque cursors, empty (filtered) pages, the depth limit, ``chec
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import SimpleNamespace
 from typing import Any, ClassVar, Literal
 
 import pytest
-from api_replay import Answer, ReplayServer, loopback_only, sequence
+from api_replay import Answer, ReplayServer, loopback_only, sequence, server, waits  # noqa: F401  (fixtures)
 from pydantic import ValidationError
 
-from curate.sources import web
 from curate.sources.base import Query, SearchHit, SourceError
 from curate.sources.web import MAX_EMPTY_PAGES, RetryableError, WebSource, WebSourceConfig, redact_urls
 
@@ -62,20 +60,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     loopback_only(monkeypatch)
     monkeypatch.setattr(WebSource, "backoff_s", 0.01)
     monkeypatch.delenv(KEY_ENV, raising=False)
-
-
-@pytest.fixture
-def server():
-    with ReplayServer() as replay:
-        yield replay
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The sleeps between retries, recorded instead of slept."""
-    slept: list[float] = []
-    monkeypatch.setattr(web, "time", SimpleNamespace(sleep=slept.append))
-    return slept
 
 
 def tiny(server: ReplayServer, cls: type[Tiny] = Tiny, **config: Any) -> Tiny:
