@@ -110,7 +110,7 @@ def test_worker_processes_share_the_work():
     assert len({pid for _, pid in results.values()} - {os.getpid()}) == 2
 
 
-def test_a_dead_worker_loses_only_what_it_held():
+def test_a_dead_worker_costs_only_what_was_in_flight():
     executor = LocalExecutor(LocalExecutorConfig(processes=2))
     done = [item for item, _ in executor.map_unordered(Crash(), range(40), workers=2)]
     assert 3 not in done and len(done) >= 30 and len(set(done)) == len(done)

@@ -6,8 +6,9 @@ one process's GIL caps a two-core machine at about half its rate, so the work is
 each fed from one shared queue (no shards fixed in advance, no barrier: a slow item holds one thread).
 Results come back through one queue in completion order; at most ``workers * IN_FLIGHT_PER_WORKER``
 items are in flight. Worker processes are started with ``spawn`` (the caller's threads may hold locks a
-forked child would inherit). If a worker process dies (a decoder crash), the items it held are not
-reported: they stay pending for the next run, and a new worker takes its place.
+forked child would inherit). If a worker process dies (a decoder crash), it may have held a queue's
+lock, so all workers and both queues are replaced; the items in flight are not reported and stay
+pending for the next run, and the rest of the work goes on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from curate.registry import Plugin
 
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_WORKER = 2
+CHECK_EVERY = 100  # results between two looks for a dead worker while results flow
 _DONE = None  # sentinel: a worker thread stops
 
 
@@ -102,7 +104,7 @@ def _exit_with(parent: Any) -> None:
 
 
 class _Workers:
-    """Worker processes around a shared inbox and outbox; replaces one that dies."""
+    """Worker processes around a shared inbox and outbox."""
 
     def __init__(self, task: Task, processes: int, threads: int):
         self.context = multiprocessing.get_context("spawn")
@@ -116,12 +118,8 @@ class _Workers:
         proc.start()
         return proc
 
-    def replace_dead(self) -> int:
-        dead = [p for p in self.procs if not p.is_alive()]
-        for proc in dead:
-            log.warning("a worker process exited (code %s); starting another", proc.exitcode)
-            self.procs[self.procs.index(proc)] = self._start()
-        return len(dead)
+    def dead(self) -> list[Any]:
+        return [p for p in self.procs if not p.is_alive()]
 
     def stop(self, graceful: bool) -> None:
         if graceful:
@@ -137,31 +135,41 @@ class _Workers:
 
 
 def _processes(task: Task, items: Iterable[Any], workers: int, processes: int) -> Iterator[tuple[Any, Any]]:
-    pool = _Workers(task, processes, threads=-(-workers // processes))
-    source, pending, lost = enumerate(items), {}, {}
+    threads = -(-workers // processes)
+    pool = _Workers(task, processes, threads)
+    source, pending = enumerate(items), {}
     in_flight = workers * IN_FLIGHT_PER_WORKER
-    graceful = suspect = False
+    graceful = False
     try:
         _feed(pool, source, pending, in_flight)
+        received = 0
         while pending:
             try:
                 key, result = pool.outbox.get(timeout=1.0)
             except queue.Empty:
-                if pool.replace_dead():
-                    suspect = True
-                elif suspect and pool.inbox.empty():
-                    # A dead worker took what it held (and results it had not sent yet): those items are not
-                    # reported, so they stay pending for the next run; a late result still counts.
-                    lost.update(pending)
-                    pending.clear()
+                key = None
+            if key is None or received % CHECK_EVERY == 0:
+                if dead := pool.dead():
+                    pool = _restart(pool, task, processes, threads, dead, pending)
                     _feed(pool, source, pending, in_flight)
-                    suspect = False
+            if key is None or key not in pending:
                 continue
-            yield (pending.pop(key) if key in pending else lost.pop(key)), result
+            received += 1
+            yield pending.pop(key), result
             _feed(pool, source, pending, 1)
         graceful = True
     finally:
         pool.stop(graceful)
+
+
+def _restart(pool: _Workers, task: Task, processes: int, threads: int, dead: list[Any], pending: dict) -> _Workers:
+    """A worker died (a decoder crash): it may have died holding a queue's lock, so every worker and both
+    queues are replaced. What was in flight is not reported: it stays pending for the next run."""
+    log.warning("a worker process exited (code %s); restarting the workers; %d items in flight are left "
+                "for the next run", dead[0].exitcode, len(pending))
+    pool.stop(graceful=False)
+    pending.clear()
+    return _Workers(task, processes, threads)
 
 
 def _feed(pool: _Workers, source: Iterator, pending: dict, n: int) -> None:
