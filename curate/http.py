@@ -1,4 +1,4 @@
-"""The download engine: fetch candidate bytes over HTTP(S) with ``requests``, or from ``file://`` URLs.
+"""The download engine's fetcher: candidate bytes over HTTP(S) with ``urllib3``, or from ``file://`` URLs.
 
 Reads: ``http(s)://`` URLs; ``file://`` URLs only when the caller passes ``file_root`` (only the ``local``
 source does), and then only for paths that resolve, symlinks followed, inside that root. Writes: nothing
@@ -41,9 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-import requests
 import urllib3
-from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -59,11 +57,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddressPolicy = Callable[[IPAddress], bool]
 
 # Everything below fetch() that a bad URL, host or response can raise; each becomes a FetchError.
-_URL_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError,
-               ValueError)
+_URL_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)
 # The transient ones among them, worth another attempt.
-_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-              urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, ConnectionError, TimeoutError)
+_TRANSIENT = (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, ConnectionError, TimeoutError)
 
 
 class FetchError(Exception):
@@ -305,7 +301,7 @@ def _address_problem(ip: IPAddress) -> str | None:
 
 
 def _classify(exc: BaseException) -> FetchError | _Retryable:
-    """The FetchError (final) or _Retryable (transient) for an exception from requests/urllib3/sockets."""
+    """The FetchError (final) or _Retryable (transient) for an exception from urllib3 or sockets."""
     chain = list(_causes(exc))
     refusal = next((e for e in chain if isinstance(e, _Refused)), None)
     if refusal is not None:
@@ -401,20 +397,6 @@ class _GuardedPoolManager(urllib3.PoolManager):
         guarded = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
         pool.ConnectionCls = partial(guarded, address_allowed=self.address_allowed)
         return pool
-
-
-class _GuardedAdapter(HTTPAdapter):
-    """The ``requests`` adapter mounted on every session: its connections pass the address guard."""
-
-    def __init__(self, address_allowed: AddressPolicy, **kwargs: Any):
-        self._address_allowed = address_allowed  # first: HTTPAdapter.__init__ builds the pool manager
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK,
-                         **pool_kwargs: Any) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager = _GuardedPoolManager(self._address_allowed, num_pools=connections, maxsize=maxsize,
-                                               block=block, **pool_kwargs)
 
 
 # Leading bytes of the formats the store decodes (JPEG, PNG, GIF, WebP, BMP, TIFF).
