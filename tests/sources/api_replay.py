@@ -15,11 +15,13 @@ import io
 import ipaddress
 import json
 import socket
+import sqlite3
 import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -190,3 +192,24 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
     monkeypatch.setattr(web, "time", SimpleNamespace(sleep=slept.append))
     return slept
+
+
+# ---------------------------------------------------------------------- the candidates stage over a source
+def run_collection(tmp_path: Path, wnids: list[str], sources: list[dict[str, Any]]) -> int:
+    """``curate run --only synsets --only candidates`` with these sources, downloads allowed to loopback."""
+    from conftest import pipeline_dict, write_pipeline
+
+    from curate.cli import main
+
+    data = pipeline_dict(tmp_path / "unused-corpus", tmp_path / "run")
+    data["synsets"] = {"wnids": wnids}
+    data["candidates"]["sources"] = sources
+    data["candidates"]["download"].update(allow_private_networks=True, retries=0)
+    pipeline = write_pipeline(tmp_path / "pipeline.yaml", data)
+    return main(["run", str(pipeline), "--no-progress", "--only", "synsets", "--only", "candidates"])
+
+
+def stored_candidates(run_dir: Path) -> list[sqlite3.Row]:
+    with sqlite3.connect(run_dir / "catalog.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM candidates ORDER BY query_id, rank").fetchall()

@@ -4,14 +4,23 @@ licence filters, headers, every failure as a SourceError, and a run of the real 
 from __future__ import annotations
 
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from api_replay import ReplayServer, image_route, loopback_only, sequence, server, unused_port, waits  # noqa: F401  (fixtures)
-from conftest import CAT, DOG, pipeline_dict, write_pipeline
+from api_replay import (  # noqa: F401  (server, waits: fixtures)
+    ReplayServer,
+    image_route,
+    loopback_only,
+    run_collection,
+    sequence,
+    server,
+    stored_candidates,
+    unused_port,
+    waits,
+)
+from conftest import CAT, DOG
 from pydantic import ValidationError
 
 import curate.sources.openverse  # noqa: F401  (registers 'openverse' before the pipeline model is built)
@@ -238,28 +247,15 @@ def stage_search(base: str) -> Any:
 
 def run_pipeline(tmp_path: Path, server: ReplayServer, wnids: list[str],
                  sources: list[dict[str, Any]] | None = None) -> int:
-    from curate.cli import main
-
-    data = pipeline_dict(tmp_path / "unused-corpus", tmp_path / "run")
-    data["synsets"] = {"wnids": wnids}
-    data["candidates"]["sources"] = [{"type": "openverse", "base_url": server.url, "max_per_query": 5, "retries": 1,
-                                      **extra} for extra in sources or [{}]]
-    data["candidates"]["download"].update(allow_private_networks=True, retries=0)
-    pipeline = write_pipeline(tmp_path / "pipeline.yaml", data)
-    return main(["run", str(pipeline), "--no-progress", "--only", "synsets", "--only", "candidates"])
-
-
-def candidates(run_dir: Path) -> list[sqlite3.Row]:
-    with sqlite3.connect(run_dir / "catalog.sqlite") as db:
-        db.row_factory = sqlite3.Row
-        return db.execute("SELECT * FROM candidates ORDER BY query_id, rank").fetchall()
+    return run_collection(tmp_path, wnids, [{"type": "openverse", "base_url": server.url, "max_per_query": 5,
+                                              "retries": 1, **extra} for extra in sources or [{}]])
 
 
 def test_through_the_candidates_stage_then_a_failing_service(tmp_path: Path, server: ReplayServer,
                                                              capsys: pytest.CaptureFixture[str]):
     server.routes.update({SEARCH: stage_search(server.url), "/img.png": image_route})
     assert run_pipeline(tmp_path, server, [DOG]) == 0
-    rows = candidates(tmp_path / "run")
+    rows = stored_candidates(tmp_path / "run")
     assert rows and {r["source"] for r in rows} == {"openverse"} and {r["wnid"] for r in rows} == {DOG}
     assert {r["status"] for r in rows} == {"downloaded"}, [dict(r) for r in rows if r["status"] != "downloaded"]
     assert all(r["license"] == "CC BY 4.0" and r["creator"] == "Ann" and r["page_url"] and r["query_id"]
@@ -273,14 +269,14 @@ def test_through_the_candidates_stage_then_a_failing_service(tmp_path: Path, ser
     assert run_pipeline(tmp_path, server, [DOG, CAT]) == 1
     err = capsys.readouterr().err
     assert "openverse: service error (HTTP 503)" in err and "queries left to search on the next run" in err
-    assert [dict(r) for r in candidates(tmp_path / "run")] == [dict(r) for r in rows]
+    assert [dict(r) for r in stored_candidates(tmp_path / "run")] == [dict(r) for r in rows]
 
 
-def test_named_sources_of_one_type_keep_separate_searches_and_candidates(tmp_path: Path, server: ReplayServer):
+def test_named_sources_of_one_type_keep_separate_searches_and_stored_candidates(tmp_path: Path, server: ReplayServer):
     server.routes.update({SEARCH: stage_search(server.url), "/img.png": image_route})
     named = [{"name": "cc0", "licenses": ["cc0"]}, {"name": "by", "licenses": ["by"]}]
     assert run_pipeline(tmp_path, server, [DOG], named) == 0
-    rows = candidates(tmp_path / "run")
+    rows = stored_candidates(tmp_path / "run")
     by_source = {name: [r for r in rows if r["source"] == name] for name in ("openverse:cc0", "openverse:by")}
     assert {r["source"] for r in rows} == set(by_source)
     queries = {r["query_id"] for r in rows}
