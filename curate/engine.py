@@ -1,6 +1,7 @@
-"""The download engine's item path, as an executor task: fetch a candidate's bytes, then decode,
-orient, resize, re-encode and store them, wherever the executor runs the task (worker processes by
-default, so that both cores work and one process's GIL does not cap the rate).
+"""The download engine's item path, as an executor task in two phases: ``fetch`` a candidate's bytes
+(network-bound, on the executor's fetch threads), then ``process`` them (decode, orient, resize,
+re-encode and store; CPU-bound, on its compute threads), wherever the executor runs the task (worker
+processes by default, so that both cores work and one process's GIL does not cap the rate).
 
 Reads: candidate rows (``id``, ``url``) with their source's ``file_root``. Writes: the image store
 (each file atomically; the stores of worker processes never clean up after others). Returns one
@@ -47,22 +48,33 @@ class IngestTask:
         self.store = ImageStore(self.store_root, self.jpeg_quality, remove_temporaries=False)
         self.quality = QualityConfig.model_validate(self.quality_settings)
 
-    def __call__(self, item: tuple[dict[str, Any], Path | None]) -> dict[str, Any]:
-        """Fetch one candidate and store it; every failure becomes data (status + error), never an exception."""
+    def fetch(self, item: tuple[dict[str, Any], Path | None]) -> dict[str, Any]:
+        """The candidate's bytes, or its failed outcome; every failure becomes data, never an exception."""
         from curate.http import FetchError
-        from curate.store import InvalidImage
 
         candidate, file_root = item
         outcome: dict[str, Any] = {"id": candidate["id"], "sha256": None, "error": None, "image": None}
         try:
-            data = self.fetcher.fetch(candidate["url"], file_root=file_root)
-            image = self.store.put(data, max_side_px=self.download["max_side_px"],
-                                   min_side_px=self.download["min_side_px"], quality=self.quality)
+            return {**outcome, "data": self.fetcher.fetch(candidate["url"], file_root=file_root)}
         except FetchError as exc:
             return {**outcome, "status": "failed", "error": str(exc)}
-        except InvalidImage as exc:
-            return {**outcome, "status": "rejected", "error": str(exc)}
         except Exception as exc:  # a bug or an unforeseen failure must not stop the stage on one item
             log.debug("candidate %s (%s): unexpected error", candidate["id"], candidate["url"], exc_info=True)
             return {**outcome, "status": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
-        return {**outcome, "status": "downloaded", "sha256": image.sha256, "image": image.as_row()}
+
+    def process(self, fetched: dict[str, Any]) -> dict[str, Any]:
+        """Decode, check, resize, re-encode and store fetched bytes; a failed fetch passes through."""
+        from curate.store import InvalidImage
+
+        data = fetched.pop("data", None)
+        if data is None:
+            return fetched
+        try:
+            image = self.store.put(data, max_side_px=self.download["max_side_px"],
+                                   min_side_px=self.download["min_side_px"], quality=self.quality)
+        except InvalidImage as exc:
+            return {**fetched, "status": "rejected", "error": str(exc)}
+        except Exception as exc:
+            log.debug("candidate %s: unexpected error", fetched["id"], exc_info=True)
+            return {**fetched, "status": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
+        return {**fetched, "status": "downloaded", "sha256": image.sha256, "image": image.as_row()}

@@ -5,6 +5,7 @@ source, and one slow host never holds back the others."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from conftest import DOG, write_pipeline
 from http_fixtures import start_server
 
 from curate.config import load_config
-from curate.executors.local import LocalExecutor, LocalExecutorConfig
+from curate.executors.local import LocalExecutor, LocalExecutorConfig, TaskError
 from curate.reasons import reason_of
 from curate.runner import open_run, run_stage
 from curate.stages.candidates import CandidatesStage
@@ -81,8 +82,11 @@ class SlowFirst:
     def setup(self, shards: int) -> None:
         self.shards = shards
 
-    def __call__(self, item: int) -> tuple[int, int]:
+    def fetch(self, item: int) -> int:
         time.sleep(self.slow_s if item == 0 else self.each_s)
+        return item
+
+    def process(self, item: int) -> tuple[int, int]:
         return item * item, os.getpid()
 
 
@@ -90,9 +94,36 @@ class Crash:
     def setup(self, shards: int) -> None:
         pass
 
-    def __call__(self, item: int) -> int:
+    def fetch(self, item: int) -> int:
+        return item
+
+    def process(self, item: int) -> int:
         if item == 3:
             os._exit(3)  # a decoder crash takes its worker process down
+        return item
+
+
+class WaitsForLaterFetch:
+    def __init__(self, workers: int, n: int):
+        self.workers, self.n = workers, n
+        self.started = [threading.Event() for _ in range(n)]
+
+    def setup(self, shards: int) -> None:
+        pass
+
+    def fetch(self, item: int) -> int:
+        self.started[item].set()
+        return item
+
+    def process(self, item: int) -> bool:
+        later = item + self.workers
+        return later >= self.n or self.started[later].wait(timeout=3)
+
+
+class Buggy(Crash):
+    def process(self, item: int) -> int:
+        if item == 5:
+            raise ZeroDivisionError("a bug in the task")
         return item
 
 
@@ -114,6 +145,22 @@ def test_a_dead_worker_costs_only_what_was_in_flight():
     executor = LocalExecutor(LocalExecutorConfig(processes=2))
     done = [item for item, _ in executor.map_unordered(Crash(), range(40), workers=2)]
     assert 3 not in done and len(done) >= 30 and len(set(done)) == len(done)
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_an_exception_escaping_a_task_stops_the_iteration_with_its_traceback(processes: int):
+    results = LocalExecutor(LocalExecutorConfig(processes=processes)).map_unordered(Buggy(), range(20), 2)
+    with pytest.raises(TaskError, match=r"(?s)on 5.*ZeroDivisionError: a bug in the task"):
+        list(results)
+
+
+def test_a_fetch_slot_is_free_while_its_item_is_computed():
+    """``workers`` = downloads in flight: computing an item does not hold its fetch slot. Each item's
+    computation waits for the fetch of an item ``workers`` places later to start, which deadlocks (and
+    times out) if fetch threads also compute."""
+    task = WaitsForLaterFetch(workers=2, n=12)
+    results = dict(LocalExecutor(LocalExecutorConfig(processes=0)).map_unordered(task, range(12), workers=2))
+    assert results == {i: True for i in range(12)}
 
 
 @pytest.mark.parametrize("processes", [0, 2])

@@ -1,9 +1,13 @@
 """``local`` executor: this machine's cores. ``processes`` worker processes (one per core by default),
-each running ``workers / processes`` threads; with ``processes: 0`` the threads run in this process.
+each running its share of the ``workers`` fetch threads and one compute thread per core it stands for;
+with ``processes: 0`` the same threads run in this process.
 
 Downloads are I/O-bound per item but CPU-bound in total (HTTP handling, decoding, resizing, encoding):
 one process's GIL caps a two-core machine at about half its rate, so the work is spread over processes,
 each fed from one shared queue (no shards fixed in advance, no barrier: a slow item holds one thread).
+Within a process, fetch threads hand what they fetched to the compute threads through a short queue, so
+a fetch slot is free again as soon as its bytes are in (``workers`` = downloads in flight), and the
+computing is not spread over dozens of threads fighting for one GIL.
 Results come back through one queue in completion order; at most ``workers * IN_FLIGHT_PER_WORKER``
 items are in flight. Worker processes are started with ``spawn`` (the caller's threads may hold locks a
 forked child would inherit). If a worker process dies (a decoder crash), it may have held a queue's
@@ -18,8 +22,8 @@ import multiprocessing
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import traceback
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, Literal
 
@@ -32,7 +36,7 @@ from curate.registry import Plugin
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_WORKER = 2
 CHECK_EVERY = 100  # results between two looks for a dead worker while results flow
-_DONE = None  # sentinel: a worker thread stops
+_DONE = None  # sentinel: a thread stops
 
 
 class LocalExecutorConfig(Section):
@@ -43,7 +47,7 @@ class LocalExecutorConfig(Section):
 @EXECUTORS.register
 class LocalExecutor(Plugin):
     name = "local"
-    description = "this machine: worker processes (one per core) running threads"
+    description = "this machine: worker processes (one per core) running fetch and compute threads"
     Config = LocalExecutorConfig
 
     def processes(self) -> int:
@@ -52,50 +56,96 @@ class LocalExecutor(Plugin):
 
     def map_unordered(self, task: Task, items: Iterable[Any], workers: int) -> Iterator[tuple[Any, Any]]:
         processes = min(self.processes(), workers)
+        cores = os.cpu_count() or 1
         if processes <= 1:
-            return _threads(task, items, workers)
-        return _processes(task, items, workers, processes)
+            return _drive(lambda: _Threads(task, workers, cores), items, workers)
+        fetchers, computers = -(-workers // processes), max(1, cores // processes)
+        return _drive(lambda: _Processes(task, processes, fetchers, computers), items, workers)
 
 
-# ---------------------------------------------------------------------- threads in this process
-def _threads(task: Task, items: Iterable[Any], workers: int) -> Iterator[tuple[Any, Any]]:
-    task.setup(1)
-    source = iter(items)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="curate")
-    running: dict[Future, Any] = {}
-    try:
-        _submit(pool, task, source, running, workers * IN_FLIGHT_PER_WORKER)
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield running.pop(future), future.result()
-            _submit(pool, task, source, running, len(done))
-    finally:  # on Ctrl-C or an early stop: drop what has not started, do not wait for stragglers
-        pool.shutdown(wait=not running, cancel_futures=True)
+class TaskError(RuntimeError):
+    """A task let an exception escape (a bug): the iteration stops with the worker's traceback."""
 
 
-def _submit(pool: ThreadPoolExecutor, task: Task, source: Iterator, running: dict, n: int) -> None:
-    for item in islice(source, n):
-        running[pool.submit(task, item)] = item
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.text = "".join(traceback.format_exception(exc))
+
+
+# ---------------------------------------------------------------------- the threads of one worker
+def _serve(task: Task, inbox: Any, outbox: Any, fetchers: int, computers: int) -> None:
+    """Fetch threads take items from ``inbox``; compute threads put results in ``outbox``. Returns once
+    every fetch thread has taken a stop sentinel and the compute threads have finished what was fetched."""
+    fetched: queue.Queue = queue.Queue(maxsize=fetchers)
+
+    def fetch() -> None:
+        while (job := inbox.get()) is not _DONE:
+            key, item = job
+            try:
+                fetched.put((key, task.fetch(item)))
+            except BaseException as exc:  # noqa: BLE001 (reported to the driver, which stops)
+                outbox.put((key, _Failed(exc)))
+
+    def compute() -> None:
+        while (job := fetched.get()) is not _DONE:
+            key, data = job
+            try:
+                outbox.put((key, task.process(data)))
+            except BaseException as exc:  # noqa: BLE001
+                outbox.put((key, _Failed(exc)))
+
+    fetch_threads = _start(fetch, fetchers, "curate-fetch")
+    compute_threads = _start(compute, computers, "curate-compute")
+    for thread in fetch_threads:
+        thread.join()
+    for _ in compute_threads:
+        fetched.put(_DONE)
+    for thread in compute_threads:
+        thread.join()
+
+
+def _start(target: Callable[[], None], n: int, name: str) -> list[threading.Thread]:
+    threads = [threading.Thread(target=target, name=f"{name}-{i}", daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+class _Threads:
+    """The worker's threads in this process (``processes: 0``)."""
+
+    def __init__(self, task: Task, fetchers: int, computers: int):
+        task.setup(1)
+        self.inbox: queue.Queue = queue.Queue()
+        self.outbox: queue.Queue = queue.Queue()
+        self.fetchers = fetchers
+        self.thread = threading.Thread(target=_serve, args=(task, self.inbox, self.outbox, fetchers, computers),
+                                       name="curate-worker", daemon=True)
+        self.thread.start()
+
+    def dead(self) -> list[Any]:
+        return []
+
+    def stop(self, graceful: bool) -> None:
+        """Drop what has not started; the threads end after their current item (nobody waits for them)."""
+        while True:
+            try:
+                self.inbox.get_nowait()
+            except queue.Empty:
+                break
+        for _ in range(self.fetchers):
+            self.inbox.put(_DONE)
+        if graceful:
+            self.thread.join(timeout=10)
 
 
 # ---------------------------------------------------------------------- worker processes
-def _worker(task: Task, inbox: Any, outbox: Any, threads: int, shards: int) -> None:
+def _worker(task: Task, inbox: Any, outbox: Any, fetchers: int, computers: int, shards: int) -> None:
     parent = multiprocessing.parent_process()
     if parent is not None:  # a killed driver (SIGKILL) must not leave its workers waiting for ever
         threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     task.setup(shards)
-
-    def loop() -> None:
-        while (job := inbox.get()) is not _DONE:
-            key, item = job
-            outbox.put((key, task(item)))
-
-    pool = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    _serve(task, inbox, outbox, fetchers, computers)
 
 
 def _exit_with(parent: Any) -> None:
@@ -103,14 +153,14 @@ def _exit_with(parent: Any) -> None:
     os._exit(0)
 
 
-class _Workers:
+class _Processes:
     """Worker processes around a shared inbox and outbox."""
 
-    def __init__(self, task: Task, processes: int, threads: int):
+    def __init__(self, task: Task, processes: int, fetchers: int, computers: int):
         self.context = multiprocessing.get_context("spawn")
         self.inbox, self.outbox = self.context.Queue(), self.context.Queue()
-        self.args = (task, self.inbox, self.outbox, threads, processes)
-        self.threads = threads
+        self.args = (task, self.inbox, self.outbox, fetchers, computers, processes)
+        self.fetchers = fetchers
         self.procs = [self._start() for _ in range(processes)]
 
     def _start(self) -> Any:
@@ -123,7 +173,7 @@ class _Workers:
 
     def stop(self, graceful: bool) -> None:
         if graceful:
-            for _ in range(len(self.procs) * self.threads):
+            for _ in range(len(self.procs) * self.fetchers):
                 self.inbox.put(_DONE)
             for proc in self.procs:
                 proc.join(timeout=10)
@@ -134,9 +184,9 @@ class _Workers:
         self.outbox.cancel_join_thread()
 
 
-def _processes(task: Task, items: Iterable[Any], workers: int, processes: int) -> Iterator[tuple[Any, Any]]:
-    threads = -(-workers // processes)
-    pool = _Workers(task, processes, threads)
+# ---------------------------------------------------------------------- the driver
+def _drive(start: Callable[[], Any], items: Iterable[Any], workers: int) -> Iterator[tuple[Any, Any]]:
+    pool = start()
     source, pending = enumerate(items), {}
     in_flight = workers * IN_FLIGHT_PER_WORKER
     graceful = False
@@ -150,10 +200,12 @@ def _processes(task: Task, items: Iterable[Any], workers: int, processes: int) -
                 key = None
             if key is None or received % CHECK_EVERY == 0:
                 if dead := pool.dead():
-                    pool = _restart(pool, task, processes, threads, dead, pending)
+                    pool = _restart(pool, start, dead, pending)
                     _feed(pool, source, pending, in_flight)
             if key is None or key not in pending:
                 continue
+            if isinstance(result, _Failed):
+                raise TaskError(f"a task failed on {pending[key]!r}:\n{result.text}")
             received += 1
             yield pending.pop(key), result
             _feed(pool, source, pending, 1)
@@ -162,17 +214,17 @@ def _processes(task: Task, items: Iterable[Any], workers: int, processes: int) -
         pool.stop(graceful)
 
 
-def _restart(pool: _Workers, task: Task, processes: int, threads: int, dead: list[Any], pending: dict) -> _Workers:
+def _restart(pool: Any, start: Callable[[], Any], dead: list[Any], pending: dict) -> Any:
     """A worker died (a decoder crash): it may have died holding a queue's lock, so every worker and both
     queues are replaced. What was in flight is not reported: it stays pending for the next run."""
     log.warning("a worker process exited (code %s); restarting the workers; %d items in flight are left "
                 "for the next run", dead[0].exitcode, len(pending))
     pool.stop(graceful=False)
     pending.clear()
-    return _Workers(task, processes, threads)
+    return start()
 
 
-def _feed(pool: _Workers, source: Iterator, pending: dict, n: int) -> None:
+def _feed(pool: Any, source: Iterator, pending: dict, n: int) -> None:
     for key, item in islice(source, n):
         pending[key] = item
         pool.inbox.put((key, item))
