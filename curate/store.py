@@ -9,7 +9,7 @@ applied, high-bit-depth greyscale rescaled to 8 bits, RGB, longest side capped),
 of the same image is a no-op unless the stored file no longer decodes, then it is rewritten. A download
 that already is what normalizing would store (an RGB JPEG within the longest side, needing no rotation)
 is kept as it came, less its metadata (EXIF with GPS positions, XMP, IPTC, comments): no second lossy
-encoding, and no encoding cost. Files are
+encoding, no encoding cost, and it is decoded only in grey at the scale the quality checks use. Files are
 not fsynced one by one (that cost more than decoding them): a kill never leaves a half file, a power
 cut may, and such a file is found and rewritten by the next ``put`` of the same bytes. Opening
 the store deletes the ``<root>/<2 hex>/*.tmp`` files such a kill left behind (one process per run
@@ -95,8 +95,7 @@ def _normalize(data: bytes, max_side_px: int, min_side_px: int) -> tuple[Image.I
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img, original_size = _decode(data, max_side_px)
-        reusable = img.format == "JPEG" and img.mode == "RGB" and img.size == original_size
-        reusable = reusable and img.getexif().get(EXIF_ORIENTATION, 1) == 1
+        reusable = _is_final_jpeg(img, max_side_px) and img.size == original_size
         ImageOps.exif_transpose(img, in_place=True)  # no copy: the decoded image is ours alone
         rgb = _to_rgb(img)
     except InvalidImage:
@@ -108,10 +107,46 @@ def _normalize(data: bytes, max_side_px: int, min_side_px: int) -> tuple[Image.I
     resized = max(rgb.size) > max_side_px
     if resized:
         rgb.thumbnail((max_side_px, max_side_px), Image.Resampling.LANCZOS)
-    if min(rgb.size) < min_side_px:
-        after = f" after resizing to fit {max_side_px} px" if resized else ""
-        raise InvalidImage(f"image too small: {rgb.size[0]}x{rgb.size[1]} px{after} (min side {min_side_px} px)")
+    _check_min_side(rgb.size, min_side_px, max_side_px if resized else None)
     return rgb, original_size, reusable and not resized
+
+
+def _is_final_jpeg(img: Image.Image, max_side_px: int) -> bool:
+    """An RGB JPEG within ``max_side_px`` that needs no rotation: what normalizing would store (header only)."""
+    return (img.format == "JPEG" and img.mode == "RGB" and max(img.size) <= max_side_px
+            and img.getexif().get(EXIF_ORIENTATION, 1) == 1)
+
+
+def _check_min_side(size: tuple[int, int], min_side_px: int, resized_to: int | None) -> None:
+    if min(size) < min_side_px:
+        after = f" after resizing to fit {resized_to} px" if resized_to else ""
+        raise InvalidImage(f"image too small: {size[0]}x{size[1]} px{after} (min side {min_side_px} px)")
+
+
+def _kept_as_downloaded(data: bytes, max_side_px: int,
+                        min_side_px: int) -> tuple[Image.Image, tuple[int, int], bytes] | None:
+    """For a download that already is what normalizing would store: its luminance, decoded by libjpeg at
+    the largest DCT scale that still covers the quality checks' analysis size (the whole file is decoded:
+    a truncated or damaged one fails here as in a full decode), its size, and its bytes less their metadata.
+    None for any other download, which takes the full path (:func:`_normalize`)."""
+    from curate.quality import ANALYSIS_SIDE_PX
+
+    try:
+        img = _open_restricted(io.BytesIO(data), ("JPEG",))
+        if not _is_final_jpeg(img, max_side_px) or (stripped := strip_jpeg_metadata(data)) is None:
+            return None
+        width, height = img.size
+        _check_min_side(img.size, min_side_px, None)
+        scale = min(1.0, ANALYSIS_SIDE_PX / max(width, height))
+        img.draft("L", (math.ceil(width * scale), math.ceil(height * scale)))
+        img.load()
+    except InvalidImage as exc:
+        if str(exc).startswith("image too small"):
+            raise
+        return None  # not a JPEG, or a header Pillow refuses: the full path says why
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"cannot decode image: {exc}") from None
+    return img, (width, height), stripped
 
 
 # JPEG segments dropped from a stored original: APP1 (EXIF, with GPS positions, and XMP), APP13 (IPTC) and
@@ -262,11 +297,16 @@ class ImageStore:
         size = _stored_size(target) if target.exists() else None
         phash = None
         if size is None:
-            img, original_size, reusable = _normalize(data, max_side_px, min_side_px)
-            phash = _inspect(img, original_size, quality) if quality is not None else None
-            size = img.size
-            original = strip_jpeg_metadata(data) if reusable else None
-            self._write_atomic(target, original if original is not None else img)
+            kept = _kept_as_downloaded(data, max_side_px, min_side_px)
+            if kept is not None:  # decoded in grey only: the checks need no colour, and nothing is re-encoded
+                grey, size, stripped = kept
+                phash = _inspect(grey, size, quality) if quality is not None else None
+                self._write_atomic(target, stripped)
+            else:
+                img, original_size, _ = _normalize(data, max_side_px, min_side_px)
+                phash = _inspect(img, original_size, quality) if quality is not None else None
+                size = img.size
+                self._write_atomic(target, img)
         width, height = size
         return StoredImage(sha, self.relpath(sha), width, height, len(data), "image/jpeg", phash)
 
