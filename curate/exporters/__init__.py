@@ -18,4 +18,4 @@ def create_writer(config: Any) -> Any:
     return WRITERS.get(config.type)(config)
 
 
-from curate.exporters import imagenet  # noqa: E402,F401  (registers 'imagenet')
+from curate.exporters import hf_imagefolder, imagenet, webdataset  # noqa: E402,F401  (register the writers)

@@ -31,6 +31,7 @@ def link_or_copy(source: Path, target: Path) -> None:
 class ImageNetWriter(Plugin):
     name = "imagenet"
     description = "ImageNet class folders: {split}/{wnid}/{wnid}_{n}.JPEG and synsets.txt"
+    usage = 'from torchvision.datasets import ImageFolder\ntrain, val = ImageFolder("./train"), ImageFolder("./val")'
 
     class Config(Section):
         type: Literal["imagenet"] = "imagenet"

@@ -1,27 +1,33 @@
 """``export`` stage: write the dataset in the configured formats, with labels.csv and a datasheet.
 
-Reads: final labels (one class per accepted image), label issues, candidates' provenance, stage stats.
-Writes: ``<run_dir>/export/``, built in ``export.incomplete/`` and swapped in only when complete
-(:mod:`curate.atomic`), so the previous export survives any failure or kill and a reader never sees
-half an export. Each writer of ``export.formats`` writes its files (the default ``imagenet`` writer:
-``train/<wnid>/<wnid>_<n>.JPEG``, ``val/…``, ``synsets.txt``); beside them ``labels.csv`` (one row per
-exported image with provenance: URLs of local corpora relative to the corpus root, text cells
-neutralised against spreadsheet formulas) and ``datasheet.json``.
+Reads: final labels (one class per accepted image), label issues, candidates' provenance, perceptual hashes,
+stage stats. Writes: ``<run_dir>/export/``, built in ``export.incomplete/`` and swapped in only when
+complete (:mod:`curate.atomic`), so the previous export survives any failure or kill and a reader never
+sees half an export. Every writer of ``export.formats`` writes its files into that one folder, so several
+formats are published together by one swap: ``imagenet`` (``train/<wnid>/<wnid>_<n>.JPEG``, ``val/…``,
+``synsets.txt``), ``hf_imagefolder`` (``hf/``) and ``webdataset`` (``webdataset/``). Beside them
+``labels.csv`` (one row per exported image with provenance: URLs of local corpora relative to the corpus
+root, text cells neutralised against spreadsheet formulas), ``datasheet.json`` and ``datasheet.md``.
+
+Selection: label issues dropped (when the flags come from a trained backbone), at most
+``max_images_per_class`` per class (highest crowd agreement first, then sha256), classes under
+``min_images_per_class`` left out. Split: per class, stratified and seeded; near duplicates (pHashes
+within ``candidates.quality.near_duplicate_distance`` bits) and the same picture never straddle train and
+val. Failure: an error of a writer discards the half-built export and fails the stage.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import Counter
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from curate import __version__
 from curate.config import Section, plugin_config
 from curate.exporters import WRITERS
 from curate.stages.base import Context, Stage, StageResult, fingerprint
@@ -35,42 +41,67 @@ log = logging.getLogger(__name__)
 class ExportConfig(Section):
     formats: list[plugin_config(WRITERS)] = Field(  # type: ignore[valid-type]
         default_factory=lambda: [{"type": "imagenet"}], validate_default=True, min_length=1,
-        description="writers, by name or with settings: [imagenet]",
+        description="writers, by name or with settings: [imagenet, hf_imagefolder, webdataset]",
     )
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     drop_label_issues: bool = True
     min_images_per_class: int = Field(1, ge=1)
+    # None: every accepted image. With a cap, a class keeps the images the crowd agreed on most
+    # (p_true, then sha256 for a reproducible choice among ties).
+    max_images_per_class: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _cap_above_minimum(self) -> ExportConfig:
+        cap, minimum = self.max_images_per_class, self.min_images_per_class
+        if cap is not None and cap < minimum:
+            raise ValueError(f"max_images_per_class ({cap}) must be at least min_images_per_class ({minimum})")
+        return self
+
+
+@dataclass
+class Selection:
+    """The images chosen for export and what was left out on the way (for the datasheet)."""
+
+    table: pd.DataFrame
+    dropped_label_issues: int = 0
+    label_issues_trusted: bool = True
+    left_out_over_cap: dict[str, int] = field(default_factory=dict)
+    classes_below_minimum: dict[str, int] = field(default_factory=dict)
 
 
 class ExportStage(Stage):
     name = "export"
-    description = "write the ImageNet-style class-folder dataset with synset mapping and datasheet"
+    description = "write the dataset in the configured formats with labels.csv and a datasheet"
     Config = ExportConfig
 
     def fingerprint_inputs(self, ctx: Context) -> object:
         labels = [tuple(r) for r in ctx.catalog.final_labels()]
         issues = sorted(ctx.catalog.issue_shas("label"))
         return {"config": ctx.config.export.model_dump(mode="json"), "labels": fingerprint(labels),
-                "issues": fingerprint(issues), "noise_run": ctx.catalog.last_ok_fingerprint("noise")}
+                "issues": fingerprint(issues), "noise_run": ctx.catalog.last_ok_fingerprint("noise"),
+                "near_duplicate_distance": ctx.config.candidates.quality.near_duplicate_distance}
 
     def run(self, ctx: Context) -> StageResult:
         from curate.atomic import replace_dir
         from curate.exporters import create_writer
+        from curate.exporters.datasheet import build_datasheet, write_datasheet
 
-        table = assign_split(self._select(ctx), ctx.config.export.val_fraction, ctx.seed)
-        dropped = int(table.attrs["dropped_issues"])
+        cfg = ctx.config.export
+        selection = self._select(ctx)
+        groups = split_groups(ctx, selection.table)
+        table = assign_split(selection.table, cfg.val_fraction, ctx.seed, groups)
         with replace_dir(ctx.layout.export) as staging:
-            for writer_config in ctx.config.export.formats:
+            for writer_config in cfg.formats:
                 table = create_writer(writer_config).write(table, staging, ctx)
-            self._write_labels(ctx, table, staging)
-            self._write_datasheet(ctx, table, staging, dropped)
+            self._write_labels(table, staging)
+            write_datasheet(build_datasheet(ctx, table, self._decisions(ctx, selection, groups)), staging)
         counts = table["split"].value_counts()
         stats = {"classes": int(table["wnid"].nunique()), "train": int(counts.get("train", 0)),
-                 "val": int(counts.get("val", 0)), "dropped_label_issues": dropped}
+                 "val": int(counts.get("val", 0)), "dropped_label_issues": selection.dropped_label_issues}
         return StageResult(stats=stats, outputs={"export": str(ctx.layout.export)})
 
     # ------------------------------------------------------------------ steps
-    def _select(self, ctx: Context) -> pd.DataFrame:
+    def _select(self, ctx: Context) -> Selection:
         import pandas as pd
 
         cfg = ctx.config.export
@@ -78,57 +109,143 @@ class ExportStage(Stage):
         table = pd.DataFrame(rows, columns=["sha256", "wnid", "p_true", "n_votes", "path", "rank"])
         table = table.drop(columns="rank").rename(columns={"path": "store_path"})
         table["label_issue"] = table["sha256"].isin(ctx.catalog.issue_shas("label"))
-        drop = cfg.drop_label_issues and self._issues_trustworthy(ctx)
-        dropped = int(table["label_issue"].sum()) if drop else 0
-        if drop:
+        selection = Selection(table, label_issues_trusted=self._issues_trustworthy(ctx))
+        if cfg.drop_label_issues and not selection.label_issues_trusted:
+            log.warning("export: label issues came from an untrained backbone; flagged images are kept "
+                        "(label_issue column in labels.csv), not dropped")
+        elif cfg.drop_label_issues:
+            selection.dropped_label_issues = int(table["label_issue"].sum())
             table = table[~table["label_issue"]]
+        table, selection.left_out_over_cap = cap_per_class(table, cfg.max_images_per_class)
         counts = table["wnid"].value_counts()
         small = counts[counts < cfg.min_images_per_class]
         if len(small):
             log.warning("export: classes below %d images left out: %s", cfg.min_images_per_class, dict(small))
+        selection.classes_below_minimum = {str(k): int(v) for k, v in sorted(small.items())}
         table = table[~table["wnid"].isin(small.index)]
         table = table.merge(provenance(ctx), on=["sha256", "wnid"], how="left")
-        table = table.sort_values(["wnid", "sha256"]).reset_index(drop=True)
-        table.attrs["dropped_issues"] = dropped
-        return table
+        selection.table = table.sort_values(["wnid", "sha256"]).reset_index(drop=True)
+        return selection
 
     @staticmethod
     def _issues_trustworthy(ctx: Context) -> bool:
         """Issues found on an untrained backbone (the ``weights_fallback: none`` path) are kept in the
         export, marked in labels.csv, instead of deleting a random share of the dataset."""
         noise = ctx.catalog.stage_stats().get("noise", {})
-        if str(noise.get("backbone", "")).endswith(":none"):
-            log.warning("export: label issues came from an untrained backbone; flagged images are kept "
-                        "(label_issue column in labels.csv), not dropped")
-            return False
-        return True
+        return not str(noise.get("backbone", "")).endswith(":none")
 
     @staticmethod
-    def _write_labels(ctx: Context, table: pd.DataFrame, root: Path) -> None:
+    def _decisions(ctx: Context, selection: Selection, groups: list[list[str]]) -> dict[str, Any]:
+        return {"dropped_label_issues": selection.dropped_label_issues,
+                "label_issues_trusted": selection.label_issues_trusted,
+                "left_out_over_cap": selection.left_out_over_cap,
+                "classes_below_minimum": selection.classes_below_minimum,
+                "near_duplicate_distance": ctx.config.candidates.quality.near_duplicate_distance,
+                "near_duplicate_groups": groups}
+
+    @staticmethod
+    def _write_labels(table: pd.DataFrame, root: Path) -> None:
         from curate.tables import write_csv
 
         write_csv(table.drop(columns=["store_path"]), root / "labels.csv")
 
-    @staticmethod
-    def _write_datasheet(ctx: Context, table: pd.DataFrame, root: Path, dropped: int) -> None:
-        sheet = datasheet(ctx, table, dropped)
-        (root / "datasheet.json").write_text(json.dumps(sheet, indent=2, default=str), encoding="utf-8")
+
+def cap_per_class(table: pd.DataFrame, cap: int | None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """At most ``cap`` images per class, those with the highest ``p_true`` (ties: lowest sha256); returns
+    the kept rows and, per capped class, how many were left out."""
+    if cap is None:
+        return table, {}
+    ranked = table.sort_values(["wnid", "p_true", "sha256"], ascending=[True, False, True])
+    kept = ranked.groupby("wnid", sort=False).head(cap)
+    over = ranked["wnid"].value_counts() - cap
+    return kept, {str(k): int(v) for k, v in sorted(over[over > 0].items())}
 
 
-def assign_split(table: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
-    """Per class: shuffle with a seed of its own, first round(n * val_fraction) go to val (at least one
-    when the class has two or more images and val_fraction > 0). Numbering ``n`` follows sha256 order."""
+def split_groups(ctx: Context, table: pd.DataFrame) -> list[list[str]]:
+    """Exported images (sha256) that are near duplicates of each other: pHashes within
+    ``candidates.quality.near_duplicate_distance`` bits (0: none), as the candidates stage groups them."""
+    from curate.quality import near_duplicate_groups
+
+    distance = ctx.config.candidates.quality.near_duplicate_distance
+    if distance <= 0:
+        return []
+    hashes = ctx.catalog.image_phashes()
+    items = [(sha, hashes[sha]) for sha in sorted(set(table["sha256"])) if sha in hashes]
+    return near_duplicate_groups(items, distance)
+
+
+def assign_split(table: pd.DataFrame, val_fraction: float, seed: int,
+                 groups: Iterable[Iterable[str]] = ()) -> pd.DataFrame:
+    """Per class: shuffle with a seed of its own and fill val up to round(n * val_fraction) (at least one
+    when the class has two or more images and val_fraction > 0, never all). Numbering ``n`` follows sha256
+    order within the class.
+
+    Rows that must not be separated (the same sha256 on several rows, and the sha256s of each of
+    ``groups``: near duplicates) form one unit that goes to val only when it fits the val quota of every
+    class it touches, else to train: near duplicates never straddle the split. A unit is decided where its
+    first row comes up (classes in sorted order, rows in the class's shuffled order). Without groups, the
+    result is the plain per-class shuffle and cut."""
     table = table.copy()
-    table["split"] = "train"
     table["n"] = table.groupby("wnid").cumcount() + 1
-    for wnid, group in table.groupby("wnid"):
-        order = sorted(group.index)
-        random.Random(f"{seed}:split:{wnid}").shuffle(order)
-        n_val = round(len(order) * val_fraction)
-        if val_fraction > 0 and len(order) >= 2:
-            n_val = min(max(n_val, 1), len(order) - 1)
-        table.loc[order[:n_val], "split"] = "val"
+    wnids = table["wnid"].tolist()
+    units = _units(table["sha256"].tolist(), groups)
+    members: dict[int, list[int]] = {}
+    for position, unit in enumerate(units):
+        members.setdefault(unit, []).append(position)
+    quota = _val_quota(Counter(wnids), val_fraction)
+    in_val: Counter[str] = Counter()
+    split = ["train"] * len(table)
+    decided: set[int] = set()
+    for wnid, positions in sorted(_positions_by_class(wnids).items()):
+        random.Random(f"{seed}:split:{wnid}").shuffle(positions)
+        for position in positions:
+            unit = units[position]
+            if unit in decided:
+                continue
+            decided.add(unit)
+            need = Counter(wnids[p] for p in members[unit])
+            if all(in_val[w] + k <= quota[w] for w, k in need.items()):
+                in_val.update(need)
+                for p in members[unit]:
+                    split[p] = "val"
+    table["split"] = split
     return table
+
+
+def _val_quota(sizes: Counter[str], val_fraction: float) -> dict[str, int]:
+    quota = {}
+    for wnid, n in sizes.items():
+        n_val = round(n * val_fraction)
+        if val_fraction > 0 and n >= 2:
+            n_val = min(max(n_val, 1), n - 1)
+        quota[wnid] = n_val
+    return quota
+
+
+def _positions_by_class(wnids: list[str]) -> dict[str, list[int]]:
+    by_class: dict[str, list[int]] = {}
+    for position, wnid in enumerate(wnids):
+        by_class.setdefault(wnid, []).append(position)
+    return by_class
+
+
+def _units(shas: list[str], groups: Iterable[Iterable[str]]) -> list[int]:
+    """For each row, the id of the unit it belongs to: rows sharing a sha256, or sha256s of one group,
+    joined transitively (union-find over sha256s)."""
+    parent: dict[str, str] = {sha: sha for sha in shas}
+
+    def find(sha: str) -> str:
+        while parent[sha] != sha:
+            parent[sha] = parent[parent[sha]]
+            sha = parent[sha]
+        return sha
+
+    for group in groups:
+        present = [sha for sha in group if sha in parent]
+        for sha in present[1:]:
+            parent[find(sha)] = find(present[0])
+    ids: dict[str, int] = {}
+    return [ids.setdefault(find(sha), len(ids)) for sha in shas]
 
 
 def provenance(ctx: Context) -> pd.DataFrame:
@@ -149,49 +266,3 @@ def provenance(ctx: Context) -> pd.DataFrame:
 def _basename_if_file(url: str) -> str:
     """A ``file://`` URL of a source no longer configured: its file name only, never the curator's path."""
     return url.rsplit("/", 1)[-1] if url.startswith("file://") else url
-
-
-def datasheet(ctx: Context, table: pd.DataFrame, dropped: int) -> dict:
-    """Datasheet for the export (after Gebru et al.): composition, collection, labelling, noise."""
-    cat = ctx.catalog
-    synsets = {r["wnid"]: dict(r) for r in cat.synsets()}
-    per_class = {
-        wnid: {"words": synsets[wnid]["lemmas"], "gloss": synsets[wnid]["gloss"],
-               "train": int((g["split"] == "train").sum()), "val": int((g["split"] == "val").sum())}
-        for wnid, g in table.groupby("wnid")
-    }
-    stage_stats = cat.stage_stats()
-    statuses = cat.candidate_status_counts()
-    return {
-        "name": ctx.config.run.name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "created_with": f"curate {__version__}",
-        "wordnet": "WordNet 3.0",
-        "formats": [f.type for f in ctx.config.export.formats],
-        "counts": {"images": len(table), "classes": len(per_class),
-                   "train": int((table["split"] == "train").sum()), "val": int((table["split"] == "val").sum())},
-        "classes": per_class,
-        "collection": {
-            "sources": dict(Counter(table["source"].fillna("unknown"))),
-            "licenses": dict(Counter(table["license"].fillna("unknown"))),
-            "candidates_by_status": statuses,
-            "exact_duplicates": {"within_class": statuses.get("duplicate", 0),
-                                 "across_classes": cat.count_issues("cross_class_duplicate")},
-        },
-        "labeling": {
-            "backend": ctx.config.annotate.backend.type, "aggregation": ctx.config.annotate.aggregate.type,
-            "votes_per_image": ctx.config.annotate.votes_per_image,
-            **cat.vote_totals(),
-            "question": "Is this a <first lemma>? (<gloss>)",
-            **{k: v for k, v in stage_stats.get("annotate", {}).items() if k != "seconds"},
-        },
-        "label_noise": {
-            "method": "cleanlab find_label_issues on out-of-sample logistic-regression probabilities "
-                      f"over {ctx.config.noise.backbone} embeddings",
-            "flagged": len(cat.issue_shas("label")),
-            "flagged_dropped_from_export": dropped,
-            "exported_flagged": int(table["label_issue"].sum()),
-            **{k: v for k, v in stage_stats.get("noise", {}).items() if k != "seconds"},
-        },
-        "split": {"val_fraction": ctx.config.export.val_fraction, "seed": ctx.seed, "stratified": True},
-    }
