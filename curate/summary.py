@@ -15,7 +15,7 @@ from curate.layout import RunLayout
 
 
 def _table(rows: list[Any], columns: list[str]) -> str:
-    cells = [[str(r[c]) for c in columns] for r in rows]
+    cells = [["-" if r[c] is None else str(r[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
@@ -67,6 +67,9 @@ def reasons_table(catalog: Any) -> list[dict[str, Any]]:
     return [{"source": s, "status": st, "reason": r, "candidates": n} for (s, st, r), n in ordered]
 
 
+ANNOTATOR_COLUMNS = ["annotator", "votes", "unsure", "gold_votes", "gold_accuracy", "median_s_per_task"]
+
+
 def print_status(run_dir: Path) -> int:
     from curate.catalog import PER_CLASS_COLUMNS, PER_SOURCE_COLUMNS, Catalog
 
@@ -89,6 +92,10 @@ def print_status(run_dir: Path) -> int:
             print(_table(reasons, ["source", "status", "reason", "candidates"]))
         print("\nper class:")
         print(_table(catalog.per_class_status(), PER_CLASS_COLUMNS))
+        annotators = catalog.annotator_stats() if catalog.version >= 3 else []  # (an older catalog has no gold)
+        if annotators:
+            print("\nannotators (gold accuracy: yes/no answers on gold tasks that match the known answer):")
+            print(_table(annotators, ANNOTATOR_COLUMNS))
     finally:
         catalog.close()
     return 0

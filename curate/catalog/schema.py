@@ -85,5 +85,14 @@ ALTER TABLE stage_runs_v2 RENAME TO stage_runs;
 CREATE INDEX IF NOT EXISTS tasks_backend_state ON tasks(backend, state);
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2)]
+# Version 3: gold answers (known positives and negatives that score annotators) and each vote's time on task.
+V3 = """
+CREATE TABLE IF NOT EXISTS gold (
+    sha256 TEXT NOT NULL REFERENCES images(sha256), wnid TEXT NOT NULL REFERENCES synsets(wnid),
+    answer TEXT NOT NULL CHECK (answer IN ('yes', 'no')), source TEXT NOT NULL, PRIMARY KEY (sha256, wnid)
+);
+ALTER TABLE votes ADD COLUMN lead_time_s REAL;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

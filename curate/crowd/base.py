@@ -11,6 +11,9 @@ beside it, registered with ``@BACKENDS.register``, constructed as ``Backend(conf
   ``n_votes`` (the votes stored already): a backend asks only for the missing ones.
 - A real crowd answers later: after a pull, open tasks that still lack votes mean the stage is
   *waiting*; :meth:`CrowdBackend.next_step` tells the user what to do meanwhile.
+- ``answers_change`` (class attribute, default False): True for a crowd whose people may edit or
+  delete answers after a task completed; ``annotate`` then looks at the crowd on every run instead of
+  skipping itself when no task is open.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Vote:
     answer: str  # yes | no | unsure
     remote_id: str
     created_at: float
+    lead_time_s: float | None = None  # seconds the annotator spent on the task, when the backend knows
 
     def as_row(self) -> dict[str, Any]:
         return self.__dict__.copy()

@@ -47,8 +47,10 @@ def write_noise_report(
     meta: dict,
     max_flagged: int = 500,
     thumb_px: int = 128,
+    annotators: list[dict] | None = None,
 ) -> Path:
-    """Write the report folder and return the path of its ``index.html``."""
+    """Write the report folder and return the path of its ``index.html``; ``annotators``: per-annotator
+    rows (votes, unsure, gold_votes, gold_accuracy, median_s_per_task), shown and written as a CSV."""
     _require_columns(table, TABLE_COLUMNS, "table")
     _require_columns(class_summary, SUMMARY_COLUMNS, "class_summary")
     out_dir = Path(out_dir)
@@ -56,9 +58,11 @@ def write_noise_report(
     summary = class_summary.sort_values("estimated_noise_rate", ascending=False)
     with replace_dir(out_dir) as staging:
         _write_tables(staging, table, flagged, class_summary)
+        if annotators:
+            write_csv(pd.DataFrame(annotators), staging / "annotators.csv")
         thumbs = _write_thumbs(staging / THUMBS_DIR, flagged.head(max_flagged), image_path, thumb_px)
         _write_chart(staging / CHART_NAME, summary)
-        html = _render(title, meta, table, flagged, summary, thumbs, max_flagged, thumb_px)
+        html = _render(title, meta, table, flagged, summary, thumbs, max_flagged, thumb_px, annotators or [])
         (staging / "index.html").write_text(html, encoding="utf-8")
     log.info("noise report: %s (%d flagged of %d)", out_dir / "index.html", len(flagged), len(table))
     return out_dir / "index.html"
@@ -109,7 +113,7 @@ def _write_chart(path: Path, summary: pd.DataFrame) -> None:
 
 
 def _render(title: str, meta: dict, table: pd.DataFrame, flagged: pd.DataFrame, summary: pd.DataFrame,
-            thumbs: set[str], max_flagged: int, thumb_px: int) -> str:
+            thumbs: set[str], max_flagged: int, thumb_px: int, annotators: list[dict]) -> str:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("curate.report", "templates"),
         autoescape=True,
@@ -128,6 +132,7 @@ def _render(title: str, meta: dict, table: pd.DataFrame, flagged: pd.DataFrame, 
         thumbs_dir=THUMBS_DIR,
         thumb_px=thumb_px,
         chart=CHART_NAME,
+        annotators=annotators,
     )
 
 

@@ -90,24 +90,9 @@ class NoiseStage(Stage):
 
     # ------------------------------------------------------------------ steps
     def _embeddings(self, ctx: Context, backbone: Backbone, labels: pd.DataFrame) -> np.ndarray:
-        import numpy as np
+        from curate.stages.common import cached_embeddings
 
-        from curate.vision.embed import embed_images
-
-        shas = labels["sha256"].tolist()
-        cached = ctx.catalog.embeddings(backbone.key, shas)
-        missing = [s for s in shas if s not in cached]
-        log.info("noise: %d embeddings cached, %d to compute with %s on %s",
-                 len(cached), len(missing), backbone.key, backbone.device)
-        for start in ctx.progress(range(0, len(missing), EMBED_CHUNK), desc="embed", unit="chunk"):
-            chunk = missing[start : start + EMBED_CHUNK]
-            paths = [ctx.store.path(s) for s in chunk]
-            vectors = embed_images(paths, backbone, batch_size=ctx.config.noise.batch_size,
-                                   num_workers=ctx.config.noise.num_workers, progress=ctx.progress_enabled)
-            blobs = {s: v.astype(np.float32).tobytes() for s, v in zip(chunk, vectors, strict=True)}
-            ctx.catalog.add_embeddings(backbone.key, backbone.feature_dim, blobs)
-            cached.update(blobs)
-        return np.stack([np.frombuffer(cached[s], dtype=np.float32) for s in shas])
+        return cached_embeddings(ctx, backbone, labels["sha256"].tolist(), EMBED_CHUNK)
 
     def _estimate(self, ctx: Context, labels: pd.DataFrame, features: np.ndarray):
         import pandas as pd
@@ -158,6 +143,7 @@ class NoiseStage(Stage):
             ctx.layout.report, table, summary, image_path=ctx.store.path,
             title=f"Label noise report: {ctx.config.run.name}", meta=meta,
             max_flagged=ctx.config.noise.max_flagged_in_report,
+            annotators=[dict(r) for r in ctx.catalog.annotator_stats()],
         )
 
 
