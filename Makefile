@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-download clean-runs
+.PHONY: setup demo test lint bench bench-download clean-runs labelstudio browser
 
 setup: $(STAMP)
 	$(BIN)/curate setup
@@ -38,6 +38,23 @@ bench: setup
 bench-download: setup .venv-bench/bin/img2dataset
 	$(BIN)/python benchmarks/download.py
 	$(BIN)/python benchmarks/download.py --photos web -n 2000
+
+# Label Studio, where annotators answer (`curate labelstudio serve RUN_DIR`), lives in its own environment:
+# its dependency pins clash with ours; curate talks to it over HTTP only. tests/test_labelstudio.py starts it.
+LS_VERSION := 1.23.2
+LS_VENV    := .venv-labelstudio
+LS_STAMP   := $(LS_VENV)/.installed-$(LS_VERSION)
+
+labelstudio: $(LS_STAMP)
+
+$(LS_STAMP):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --disable-pip-version-check -q label-studio==$(LS_VERSION)
+	touch $@
+
+# Debian's Chromium, which the annotator test drives headless through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 clean-runs:
 	rm -rf runs

@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--target", type=Path, help="nltk data folder (default: inside the environment)")
     setup.add_argument("--no-download", action="store_true", help="skip nltk's downloader (offline)")
     sub.add_parser("stages", help="list the pipeline's stages")
+    labelstudio = sub.add_parser("labelstudio", help="a Label Studio server where annotators answer (make labelstudio)")
+    ls_sub = labelstudio.add_subparsers(dest="labelstudio_command", required=True)
+    serve = ls_sub.add_parser("serve", help="start Label Studio for a run; print the annotators' URL and invite link")
+    serve.add_argument("run_dir", type=Path)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="refused when busy (default 8080)")
+    serve.add_argument("--annotator", dest="annotators", action="append", default=[], metavar="EMAIL",
+                       help="print the invite link for this annotator (repeatable)")
     return parser
 
 
@@ -132,8 +141,14 @@ def cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labelstudio(args: argparse.Namespace) -> int:
+    from curate.labelstudio.server import serve
+
+    return serve(args.run_dir, host=args.host, port=args.port, annotators=args.annotators)
+
+
 COMMANDS = {"run": cmd_run, "status": cmd_status, "validate": cmd_validate, "doctor": cmd_doctor,
-            "setup": cmd_setup, "stages": cmd_stages}
+            "setup": cmd_setup, "stages": cmd_stages, "labelstudio": cmd_labelstudio}
 
 if __name__ == "__main__":
     sys.exit(main())

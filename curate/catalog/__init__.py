@@ -9,6 +9,7 @@ re-run picks up pending rows. Votes are never deleted.
 
 from __future__ import annotations
 
+from curate.catalog.annotations import AnnotationTables
 from curate.catalog.collection import CollectionTables
 from curate.catalog.crowd import CrowdTables
 from curate.catalog.db import CatalogError
@@ -17,7 +18,7 @@ from curate.catalog.runs import PER_CLASS_COLUMNS, PER_SOURCE_COLUMNS, RunTables
 from curate.catalog.schema import SCHEMA_VERSION
 
 
-class Catalog(CollectionTables, CrowdTables, LabelTables, RunTables):
+class Catalog(CollectionTables, CrowdTables, AnnotationTables, LabelTables, RunTables):
     """Every noun's queries on one connection: ``Catalog(path)`` opens (and upgrades) a catalog;
     ``Catalog(path, readonly=True)`` reads one without changing it."""
 

@@ -11,4 +11,4 @@ from curate.registry import Registry
 BACKENDS: Registry[Any] = Registry("crowd backend")
 AGGREGATORS: Registry[Any] = Registry("aggregator")
 
-from curate.crowd import aggregate, simulated  # noqa: E402,F401  (register 'simulated' and 'majority')
+from curate.crowd import aggregate, consensus, crowdlab, dawid_skene, labelstudio, simulated  # noqa: E402,F401  (register them)

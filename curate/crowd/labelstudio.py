@@ -1,0 +1,499 @@
+"""``labelstudio`` crowd: people answer in Label Studio; curate pushes the questions and pulls the answers.
+
+Reads: the run's server (:func:`curate.labelstudio.client.resolve_server`: the ``url`` setting,
+``$LABEL_STUDIO_URL`` or the server ``curate labelstudio serve`` started for the run) and its token (never
+from YAML); the catalog's synsets, images, labels and candidates, to show each question with the class's
+words, gloss and a few example images. Writes: the run's project per server in ``projects.json`` (through
+:class:`~curate.layout.RunLayout`, so a rerun reuses it); changed and deleted answers through the catalog.
+
+Push: one project per run, a local-files storage on the run's image store attached (without it image URLs
+answer 404), tasks imported in bulk (``POST /api/projects/{id}/import``, ``import_batch`` per request), each
+carrying its ``curate_task_id``: tasks already in the project are found by it first, so a rerun or a push cut
+short never duplicates one. Task rows with a model ``score`` (p of "yes") get it as a prediction (score =
+confidence) and the project samples by uncertainty, so the least certain tasks are served first.
+
+Pull: one paginated listing per batch of open tasks (``GET /api/tasks`` with only the ids, annotations and
+the annotation fields needed), never one call per annotation. Each annotation is a vote with remote id
+``ls:<annotation id>``, annotator = the user's email; "Unsure" and a skipped task are abstentions
+(``unsure``). An answer changed later becomes a new vote (``ls:<id>:<updated_at>``) superseding the old;
+a deleted annotation withdraws its vote (the task reopens). Answers changed on complete tasks (which are no
+longer pulled) are found at the start of every stage run, in :meth:`push`, by one listing filtered on
+``updated_at`` since the last such look. A task that wants more votes than Label Studio serves it (an
+aggregator asked for one more) gets its ``overlap`` raised. An unreachable server or a refused token stops the
+stage with a message naming the server; votes stored by earlier batches stay, the next run continues there.
+
+``multi_class``: one task per image listing every class it is a candidate for; ticking a class is a "yes"
+for that class and "no" for the others, "Unsure" abstains on all.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections import Counter
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field
+
+from curate.config import Section
+from curate.crowd import BACKENDS
+from curate.crowd.base import Vote, task_question
+from curate.errors import StageError
+from curate.labelstudio import TOKEN_ENV, LabelStudioError
+
+log = logging.getLogger(__name__)
+
+ANSWERS = ("yes", "no", "unsure")
+MODEL_VERSION = "curate"
+SYNC_MARGIN = timedelta(minutes=2)  # re-read a little before the last mark: clocks within one server, races
+_ANNOTATION_FIELDS = "id,overlap,annotations,result,completed_by,updated_at,was_cancelled,lead_time"
+
+
+class LabelStudioCrowdConfig(Section):
+    type: Literal["labelstudio"] = "labelstudio"
+    url: str | None = Field(None, description="server URL; default: $LABEL_STUDIO_URL, else the server "
+                                              "`curate labelstudio serve RUN_DIR` started for this run")
+    token_env: str = Field(TOKEN_ENV, description="environment variable holding the API token (never YAML)")
+    project_title: str | None = Field(None, min_length=3, max_length=50,
+                                      description="default: 'curate <run name>'")
+    example_images: int = Field(3, ge=0, le=8, description="example images of the class shown beside a question")
+    multi_class: bool = Field(False, description="one task per image with every candidate class to tick")
+    timeout: float = Field(30.0, gt=0, le=600, description="seconds per HTTP request")
+    import_batch: int = Field(500, ge=1, le=5000, description="tasks per import request")
+    local_files_root: Path | None = Field(
+        None, description="an existing server's LOCAL_FILES_DOCUMENT_ROOT (a folder holding this run "
+                          "directory); default: the run directory, as `curate labelstudio serve` sets it")
+
+
+def label_config(multi_class: bool) -> str:
+    """The labeling interface: the image, the question with the class's words and gloss, examples, answers."""
+    if multi_class:
+        return """<View>
+  <Header value="$question"/>
+  <Image name="image" value="$image" maxWidth="720px" zoom="true"/>
+  <Choices name="classes" toName="image" choice="multiple" value="$classes" required="true"/>
+</View>"""
+    return """<View>
+  <Header value="$question"/>
+  <View style="display: flex; gap: 24px; align-items: flex-start; flex-wrap: wrap">
+    <View style="flex: 3; min-width: 320px">
+      <Image name="image" value="$image" maxWidth="720px" zoom="true"/>
+    </View>
+    <View style="flex: 2; min-width: 240px">
+      <HyperText name="about" value="$about" inline="true"/>
+    </View>
+  </View>
+  <Choices name="answer" toName="image" choice="single-radio" showInline="true" required="true">
+    <Choice value="Yes" alias="yes" hotkey="y" hint="the image shows this class"/>
+    <Choice value="No" alias="no" hotkey="n" hint="it does not"/>
+    <Choice value="Unsure" alias="unsure" hotkey="u" hint="cannot tell"/>
+  </Choices>
+</View>"""
+
+
+def _field(task: Any, key: str) -> Any:
+    try:
+        return task[key]
+    except (KeyError, IndexError):
+        return None
+
+
+def _timestamp(value: Any) -> tuple[str, float]:
+    """An ISO time (or datetime) as (the text the remote id carries, seconds since the epoch)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), moment.timestamp()
+
+
+@BACKENDS.register
+class LabelStudioCrowd:
+    name = "labelstudio"
+    description = "annotators answer in Label Studio (a local server per run, or an existing one)"
+    answers_change = True  # annotators may edit or delete answers after their task completed
+    Config = LabelStudioCrowdConfig
+
+    def __init__(self, config: LabelStudioCrowdConfig, ctx: Any):
+        from curate.labelstudio.client import resolve_server
+
+        self.config = config
+        self.catalog = ctx.catalog
+        self.layout = ctx.layout
+        self.run_name = ctx.config.run.name
+        self.votes_per_image = ctx.config.annotate.votes_per_image
+        try:
+            self.server = resolve_server(self.layout, config.url, config.token_env)
+        except LabelStudioError as exc:
+            raise StageError(self.name, str(exc)) from None
+        self.url = self.server.url
+        self.stats: Counter[str] = Counter()
+        self._stack = ExitStack()
+        self._ls: Any = None
+        self._project: dict[str, Any] | None = None
+        self._users: dict[int, str] = {}
+        self._examples: dict[str, list[tuple[str, str]]] = {}
+
+    @classmethod
+    def from_context(cls, config: LabelStudioCrowdConfig, ctx: Any) -> LabelStudioCrowd:
+        return cls(config, ctx)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def ls(self) -> Any:
+        if self._ls is None:
+            from curate.labelstudio.client import connect
+
+            self._ls = self._stack.enter_context(connect(self.url, self.server.token, self.config.timeout))
+        return self._ls
+
+    def _errors(self, doing: str) -> Any:
+        from curate.labelstudio.client import api_errors
+
+        return api_errors(self.url, doing, layout=self.layout if self.server.local else None,
+                          token_source=self.server.token_source,
+                          error=lambda message: StageError("annotate", message))
+
+    def _state(self) -> dict[str, Any]:
+        from curate.labelstudio.server import read_json
+
+        return read_json(self.layout.labelstudio_projects)
+
+    def _save_project(self) -> None:
+        from curate.atomic import write_text
+
+        state = self._state()
+        state[self.url] = self._project
+        write_text(self.layout.labelstudio_projects, json.dumps(state, indent=2) + "\n")
+
+    @property
+    def project_id(self) -> int:
+        return int(self.project()["project"])
+
+    def labeling_url(self) -> str:
+        return f"{self.url}/projects/{self.project_id}/data?labeling=1"
+
+    # ------------------------------------------------------------------ project
+    def project(self) -> dict[str, Any]:
+        """The run's project on this server (created with its storage on first use), as kept in projects.json."""
+        if self._project is not None:
+            return self._project
+        from label_studio_sdk.core.api_error import ApiError
+
+        known = self._state().get(self.url) or {}
+        project = None
+        if known.get("project"):
+            with self._errors("opening the run's project"):
+                try:
+                    project = self.ls.projects.get(id=int(known["project"]))
+                except ApiError as exc:
+                    if exc.status_code != 404:
+                        raise
+                    log.warning("Label Studio project %s is gone from %s; creating a new one (tasks published to "
+                                "the old one wait for it)", known["project"], self.url)
+                    known = {}
+        if project is None:
+            title = self.config.project_title or f"curate {self.run_name}"[:50]
+            with self._errors("creating the run's project"):
+                project = self.ls.projects.create(
+                    title=title, label_config=label_config(self.config.multi_class),
+                    description=f"curate run {self.layout.root}: is the image an example of the class?",
+                    maximum_annotations=self.votes_per_image, sampling="Sequential sampling")
+            log.info("created Label Studio project %d '%s' at %s", project.id, title, self.url)
+            known = {"project": project.id}
+        known["overlap"] = project.maximum_annotations
+        known["sampling"] = project.sampling
+        self._project = known
+        if not known.get("storage"):
+            known["storage"] = self._attach_storage()
+        self._save_project()
+        if project.maximum_annotations != self.votes_per_image:  # annotate.votes_per_image changed
+            self._update_project(maximum_annotations=self.votes_per_image)
+        return known
+
+    def _attach_storage(self) -> int:
+        """A local-files storage on the run's image store: Label Studio serves /data/local-files/ only under one."""
+        images = str(self.layout.images.resolve())
+        with self._errors("attaching the image store as local-files storage"):
+            for storage in self.ls.import_storage.local.list(project=int(self._project["project"])):
+                if (storage.path or "").rstrip("/") == images:
+                    return storage.id
+            storage = self.ls.import_storage.local.create(project=int(self._project["project"]), path=images,
+                                                          use_blob_urls=False, title="curate image store")
+        return storage.id
+
+    def _update_project(self, **fields: Any) -> None:
+        with self._errors("updating the run's project"):
+            self.ls.projects.update(id=self.project_id, **fields)
+        self._project.update({"overlap" if k == "maximum_annotations" else k: v for k, v in fields.items()})
+        self._save_project()
+
+    # ------------------------------------------------------------------ push
+    def push(self, tasks: list[Any]) -> dict[int, str]:
+        """Publish new tasks (after taking in answers changed on complete tasks: every stage run pushes)."""
+        if not tasks and not (self._state().get(self.url) or {}).get("project"):
+            return {}
+        project = self.project_id
+        self._sync_complete_tasks()
+        if not tasks:
+            return {}
+        existing = self._published()
+        remote = {t["id"]: f"{project}/{existing[t['id']]}" for t in tasks if t["id"] in existing}
+        todo = [t for t in tasks if t["id"] not in existing]
+        payloads = self._payloads(todo)
+        if any(p.get("predictions") for p, _ in payloads) and self._project.get("sampling") != "Uncertainty sampling":
+            self._update_project(sampling="Uncertainty sampling")
+        for start in range(0, len(payloads), self.config.import_batch):
+            chunk = payloads[start : start + self.config.import_batch]
+            with self._errors(f"importing {len(chunk)} tasks"):
+                answer = self.ls.projects.import_tasks(id=project, request=[p for p, _ in chunk], return_task_ids=True)
+            ids = answer.task_ids or []
+            if len(ids) != len(chunk):
+                raise StageError("annotate", f"Label Studio at {self.url} imported {len(ids)} of {len(chunk)} tasks "
+                                             f"into project {project}; run again (tasks there are not duplicated)")
+            for ls_id, (_, curate_ids) in zip(ids, chunk, strict=True):
+                for curate_id in curate_ids:
+                    remote[curate_id] = f"{project}/{ls_id}"
+        self.stats["pushed"] += len(payloads)
+        self.stats["found"] += len(remote) - sum(len(ids) for _, ids in payloads)
+        return remote
+
+    def _published(self) -> dict[int, int]:
+        """curate task id -> Label Studio task id of every task already in the project."""
+        found: dict[int, int] = {}
+        with self._errors("listing the project's tasks"):
+            for task in self.ls.tasks.list(project=self.project_id, fields="all", include="id,data", page_size=1000):
+                data = task.data or {}
+                ids = data.get("curate_task_ids") or [data.get("curate_task_id")]
+                found.update({int(i): task.id for i in ids if i is not None})
+        return found
+
+    def _payloads(self, tasks: list[Any]) -> list[tuple[dict[str, Any], list[int]]]:
+        """(task to import, the curate task ids it answers) for these tasks."""
+        synsets = {row["wnid"]: row for row in self.catalog.synsets()}
+        paths = self.catalog.image_paths([t["sha256"] for t in tasks])
+        if self.config.multi_class:
+            return self._multi_class_payloads(tasks, synsets, paths)
+        out = []
+        for task in tasks:
+            synset = synsets[task["wnid"]]
+            data = {"image": self._image_url(paths[task["sha256"]]), "question": task_question(synset),
+                    "about": self._about(synset, task["sha256"]), "wnid": task["wnid"], "sha256": task["sha256"],
+                    "curate_task_id": task["id"]}
+            payload: dict[str, Any] = {"data": data}
+            score = _field(task, "score")
+            if score is not None:
+                p = float(score)
+                choice = "yes" if p >= 0.5 else "no"
+                payload["predictions"] = [{"model_version": MODEL_VERSION, "score": round(max(p, 1 - p), 6),
+                                           "result": [{"from_name": "answer", "to_name": "image", "type": "choices",
+                                                       "value": {"choices": [choice]}}]}]
+            out.append((payload, [task["id"]]))
+        return out
+
+    def _multi_class_payloads(self, tasks: list[Any], synsets: dict[str, Any],
+                              paths: dict[str, str]) -> list[tuple[dict[str, Any], list[int]]]:
+        by_image: dict[str, list[Any]] = {}
+        for task in tasks:
+            by_image.setdefault(task["sha256"], []).append(task)
+        out = []
+        for sha, group in by_image.items():
+            classes = [{"value": t["wnid"], "html": self._class_html(synsets[t["wnid"]])} for t in group]
+            classes += [{"value": "none", "html": "None of these"}, {"value": "unsure", "html": "Unsure (cannot tell)"}]
+            data = {"image": self._image_url(paths[sha]), "sha256": sha, "classes": classes,
+                    "question": "Which of these does the image show? Tick every one that fits.",
+                    "curate_task_ids": [t["id"] for t in group]}
+            out.append(({"data": data}, [t["id"] for t in group]))
+        return out
+
+    def _image_url(self, relpath: str) -> str:
+        """A stored image as Label Studio's local-files URL (relative to its document root)."""
+        path = self.layout.stored(relpath).resolve()
+        root = (self.config.local_files_root or self.layout.root).resolve()
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            raise StageError("annotate", f"image {path} is outside Label Studio's local-files document root {root}: "
+                                         f"set annotate.backend.local_files_root to the server's "
+                                         f"LOCAL_FILES_DOCUMENT_ROOT (a folder holding the run)") from None
+        return f"/data/local-files/?d={quote(rel.as_posix(), safe='/')}"
+
+    @staticmethod
+    def _class_html(synset: Any) -> str:
+        words = html.escape(synset["lemmas"])
+        return f"<b>{words}</b>: {html.escape(synset['gloss'])}"
+
+    def _about(self, synset: Any, own_sha: str) -> str:
+        """The side panel: the class's words and gloss, and a few example images (not the one asked about)."""
+        wnid = synset["wnid"]
+        if wnid not in self._examples:
+            self._examples[wnid] = self.catalog.class_examples(wnid, self.config.example_images + 1)
+        examples = [p for sha, p in self._examples[wnid] if sha != own_sha][: self.config.example_images]
+        parts = [f"<p style='font-size:16px'>{self._class_html(synset)}</p>"]
+        if examples:
+            images = "".join(f"<img src='{html.escape(self._image_url(p))}' alt='example' "
+                             f"style='height:110px;margin:0 6px 6px 0;border-radius:4px'/>" for p in examples)
+            parts.append(f"<p style='margin:12px 0 4px'>Examples of this class:</p><div>{images}</div>")
+        parts.append("<p style='color:#666;margin-top:12px'>Keys: <b>y</b> yes, <b>n</b> no, <b>u</b> unsure; "
+                     "then Submit (Ctrl+Enter).</p>")
+        return "".join(parts)
+
+    # ------------------------------------------------------------------ pull
+    def pull(self, tasks: list[Any]) -> list[Vote]:
+        if not tasks:
+            return []
+        project = self.project_id
+        by_remote = self._by_remote_task(tasks, project)
+        if not by_remote:
+            return []
+        query = json.dumps({"selectedItems": {"all": False, "included": sorted(by_remote)}})
+        with self._errors(f"reading the annotations of {len(by_remote)} tasks"):
+            listing = list(self.ls.tasks.list(project=project, fields="all", include=_ANNOTATION_FIELDS,
+                                              page_size=len(by_remote), query=query))
+        gone = set(by_remote) - {t.id for t in listing}
+        if gone:
+            self.stats["gone"] += len(gone)
+            log.warning("%d tasks are no longer in Label Studio project %d (deleted there?), e.g. %s",
+                        len(gone), project, sorted(gone)[:5])
+        self._raise_overlap(listing, by_remote)
+        new, revisions, withdrawn = self._compare(listing, by_remote)
+        self._revise(revisions, withdrawn)
+        self.stats["new_votes"] += len(new)
+        return new
+
+    def _raise_overlap(self, listing: list[Any], by_remote: dict[int, list[Any]]) -> None:
+        """Label Studio serves a task to ``overlap`` people: a task that wants more votes (an aggregator asked
+        for one more) gets its overlap raised, one request per such task."""
+        for remote_task in listing:
+            wanted = max(int(t["votes_wanted"]) for t in by_remote[remote_task.id])
+            if (remote_task.overlap or 0) < wanted:
+                with self._errors(f"asking for {wanted} answers on task {remote_task.id}"):
+                    self.ls.tasks.update(id=str(remote_task.id), overlap=wanted, is_labeled=False)
+                self.stats["overlap_raised"] += 1
+
+    def _by_remote_task(self, tasks: list[Any], project: int) -> dict[int, list[Any]]:
+        grouped: dict[int, list[Any]] = {}
+        foreign = 0
+        for task in tasks:
+            owner, _, remote = (task["remote_id"] or "").partition("/")
+            if owner != str(project) or not remote.isdigit():
+                foreign += 1
+                continue
+            grouped.setdefault(int(remote), []).append(task)
+        if foreign:
+            self.stats["other_project"] += foreign
+            log.warning("%d tasks were published to another Label Studio project than %d at %s; their votes are "
+                        "not pulled", foreign, project, self.url)
+        return grouped
+
+    def _sync_complete_tasks(self) -> None:
+        """Answers changed (or deleted, or added) on complete tasks since the last pull: one filtered listing."""
+        complete = self.catalog.tasks_of(self.name, "complete")
+        if not complete:
+            return
+        by_remote = self._by_remote_task(complete, self.project_id)
+        mark = self._project.get("synced_until")
+        query: dict[str, Any] = {}
+        if mark:
+            since = datetime.fromisoformat(mark.replace("Z", "+00:00")) - SYNC_MARGIN
+            query = {"filters": {"conjunction": "and", "items": [{
+                "filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
+                "value": since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}]}}
+        latest = mark
+        changed = []
+        with self._errors("looking for answers changed on complete tasks"):
+            for task in self.ls.tasks.list(project=self.project_id, fields="all", page_size=500,
+                                           include=f"{_ANNOTATION_FIELDS}", query=json.dumps(query)):
+                stamp = _timestamp(task.updated_at)[0] if task.updated_at else None
+                if stamp and (latest is None or stamp > latest):
+                    latest = stamp
+                if task.id in by_remote:
+                    changed.append(task)
+        new, revisions, withdrawn = self._compare(changed, {t.id: by_remote[t.id] for t in changed})
+        if new:
+            self.catalog.add_votes([v.as_row() for v in new])
+            self.stats["new_votes"] += len(new)
+        self._revise(revisions, withdrawn)
+        if latest and latest != mark:
+            self._project["synced_until"] = latest
+            self._save_project()
+
+    def _revise(self, revisions: list[tuple[str, dict[str, Any]]], withdrawn: list[str]) -> None:
+        if revisions or withdrawn:
+            revised, removed = self.catalog.revise_votes(revisions, withdrawn)
+            self.stats["revised"] += revised
+            self.stats["withdrawn"] += removed
+            log.info("labelstudio: %d answers changed, %d deleted since the last pull", revised, removed)
+
+    def _compare(self, listing: list[Any], by_remote: dict[int, list[Any]]
+                 ) -> tuple[list[Vote], list[tuple[str, dict[str, Any]]], list[str]]:
+        """New votes, revisions (remote id of the vote that counts, replacement row) and withdrawn remote ids,
+        from the annotations Label Studio holds now against the votes the catalog holds."""
+        curate_ids = [t["id"] for group in by_remote.values() for t in group]
+        stored = {}
+        for vote in self.catalog.current_votes(curate_ids):
+            if vote["remote_id"].startswith("ls:"):
+                stored[(vote["task_id"], vote["remote_id"].split(":")[1])] = vote
+        new: list[Vote] = []
+        revisions: list[tuple[str, dict[str, Any]]] = []
+        seen: set[tuple[int, str]] = set()
+        listed: set[int] = set()
+        for remote_task in listing:
+            group = by_remote[remote_task.id]
+            listed.update(t["id"] for t in group)
+            for annotation in remote_task.annotations or []:
+                annotator = self._annotator(annotation.get("completed_by"))
+                stamp, created = _timestamp(annotation["updated_at"])
+                answers = self._answers(annotation, group)
+                lead_time = annotation.get("lead_time")  # seconds on the task screen (shared by a multi-class one)
+                lead_time = float(lead_time) / len(group) if isinstance(lead_time, int | float) else None
+                for task in group:
+                    key = str(annotation["id"]) if not self.config.multi_class else f"{annotation['id']}.{task['id']}"
+                    seen.add((task["id"], key))
+                    answer = answers[task["id"]]
+                    old = stored.get((task["id"], key))
+                    if old is None:
+                        new.append(Vote(task["id"], annotator, answer, f"ls:{key}", created, lead_time))
+                    elif old["answer"] != answer or old["annotator"] != annotator:
+                        revisions.append((old["remote_id"], {"task_id": task["id"], "annotator": annotator,
+                                                             "answer": answer, "remote_id": f"ls:{key}:{stamp}",
+                                                             "created_at": created}))
+        withdrawn = [v["remote_id"] for (task_id, key), v in stored.items() if task_id in listed
+                     and (task_id, key) not in seen]
+        return new, revisions, withdrawn
+
+    def _answers(self, annotation: dict[str, Any], group: list[Any]) -> dict[int, str]:
+        """curate task id -> yes | no | unsure for one annotation (skipped or empty: unsure)."""
+        choices: list[str] | None = None
+        if not annotation.get("was_cancelled"):
+            for item in annotation.get("result") or []:
+                if item.get("type") == "choices" and item.get("from_name") in ("answer", "classes"):
+                    choices = [str(c) for c in (item.get("value") or {}).get("choices") or []]
+        if not self.config.multi_class:
+            answer = choices[0].strip().lower() if choices else "unsure"
+            return {t["id"]: answer if answer in ANSWERS else "unsure" for t in group}
+        if not choices or "unsure" in choices:
+            return {t["id"]: "unsure" for t in group}
+        return {t["id"]: "yes" if t["wnid"] in choices else "no" for t in group}
+
+    def _annotator(self, user: Any) -> str:
+        if isinstance(user, dict):
+            return str(user.get("email") or f"ls-user-{user.get('id')}")
+        if user is None:
+            return "ls-user-unknown"
+        if int(user) not in self._users:
+            with self._errors("listing users"):
+                self._users.update({u.id: u.email or f"ls-user-{u.id}" for u in self.ls.users.list()})
+        return self._users.get(int(user), f"ls-user-{user}")
+
+    # ------------------------------------------------------------------ the rest
+    def next_step(self, missing_votes: int) -> str:
+        return (f"annotators answer in Label Studio at {self.labeling_url()} (invite them with the link "
+                f"`curate labelstudio serve` prints); run the same command again later to collect their votes")
+
+    def close(self) -> None:
+        if self.stats:
+            log.info("labelstudio (%s): %s", self.url, ", ".join(f"{k}={v}" for k, v in sorted(self.stats.items())))
+        self._stack.close()
