@@ -1,14 +1,17 @@
-"""``linear_probe`` mode: a new linear head on frozen backbone features (:func:`curate.vision.train.linear_probe`)."""
+"""``linear_probe`` mode: a new linear head on frozen backbone features (:func:`curate.vision.train.linear_probe`).
+
+Features come from the job's data (``data.embed``: the catalog's cached embeddings in a pipeline run)
+or are computed with the backbone; no checkpoint (the whole probe takes seconds once embedded).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
 from curate.config import Section
-from curate.modes import MODES
+from curate.modes import MODES, Job
 from curate.registry import Plugin
 
 
@@ -24,10 +27,10 @@ class LinearProbe(Plugin):
         batch_size: int = Field(64, ge=1)
 
 
-    def run(self, train_dir: Path, val_dir: Path, backbone: Any, ctx: Any) -> dict[str, Any]:
-        from curate.vision.train import linear_probe
+    def run(self, job: Job) -> dict[str, Any]:
+        from curate.vision.train import linear_probe_data
 
         cfg = self.config
-        result = linear_probe(train_dir, val_dir, backbone, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                              seed=ctx.seed, progress=ctx.progress_enabled)
+        result = linear_probe_data(job.data, job.backbone, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                                   seed=job.seed, progress=job.progress)
         return result.to_dict()

@@ -1,7 +1,15 @@
 """``benchmark`` stage: train and score models on the export, one per configured mode.
 
-Reads: ``export/train`` and ``export/val``. Writes: ``benchmark/<mode>.json`` per mode with top-1/top-5
-on val, per-class top-1, the backbone actually used, device, timing and the export it measured.
+Reads: ``export/train``, ``export/val`` and ``export/labels.csv``; with ``compare_noisy`` also the
+catalog's label issues and final labels (the images the export dropped as label issues, with their given
+labels, from the image store); the catalog's cached embeddings for the linear probe (computed and
+cached where missing). Writes: ``benchmark/<mode>.json`` per mode (top-1/top-5 on val, per-class top-1,
+per-epoch history, settings, the backbone actually used, device, timing, the export it measured; with
+``compare_noisy`` the same for the noisy and the cleaned labels), ``benchmark/<name>.png`` (loss and
+accuracy per epoch), with ``learning_curve`` ``benchmark/learning_curve.json`` and ``.png``, and
+``benchmark/index.html`` showing all of it. Trainings checkpoint every epoch into
+``benchmark/checkpoints/`` (removed once the stage finished, unless a mode sets ``keep_checkpoint``), so an
+interrupted benchmark resumes at its last finished epoch, and trainings that had finished only evaluate.
 Skipped with a warning when the export has no validation images. The backbone and weights default to
 the noise stage's; the fingerprint holds the effective backbone and the weights it would load now.
 """
@@ -11,23 +19,49 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curate.config import Section, plugin_config, weights_problem, weights_spec
 from curate.modes import MODES
-from curate.stages.base import Context, Stage, StageResult
+from curate.stages.base import Context, Stage, StageResult, fingerprint
+
+if TYPE_CHECKING:
+    from curate.vision.backbones import Backbone
+    from curate.vision.data import ImageData, Split
 
 log = logging.getLogger(__name__)
+
+
+class LearningCurveConfig(Section):
+    samples_per_class: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [5, 20, 80], min_length=1,
+        description="training images per class of each point (a seeded subset of the export's train split)")
+    modes: list[str] = Field(default_factory=lambda: ["linear_probe", "finetune", "scratch"], min_length=1,
+                             description="modes to train per point, with their settings from benchmark.modes")
+
+    @field_validator("modes")
+    @classmethod
+    def _known_modes(cls, modes: list[str]) -> list[str]:
+        unknown = [m for m in modes if m not in MODES.names()]
+        if unknown:
+            raise ValueError(f"unknown benchmark mode {', '.join(unknown)}; known: {', '.join(MODES.names())}")
+        return modes
 
 
 class BenchmarkConfig(Section):
     modes: list[plugin_config(MODES)] = Field(  # type: ignore[valid-type]
         default_factory=lambda: [{"type": "linear_probe"}], validate_default=True, min_length=1,
-        description="benchmark modes, by name or with settings: [{type: linear_probe, epochs: 30}]",
+        description="benchmark modes, by name or with settings: [linear_probe, {type: finetune, epochs: 5}]",
     )
     backbone: str | None = Field(None, description="defaults to noise.backbone")
     weights: str | None = Field(None, description="defaults to noise.weights")
+    compare_noisy: bool = Field(False, description="also train each mode on the labels before the noise "
+                                                   "stage's decisions and on the cleaned ones")
+    learning_curve: LearningCurveConfig | None = Field(None, description="top-1 against images per class")
 
     def resolve_paths(self, base) -> None:
         if self.weights:
@@ -35,6 +69,16 @@ class BenchmarkConfig(Section):
 
     def check_inputs(self, where: str) -> list[str]:
         return weights_problem(self.weights, f"{where}.weights")
+
+
+@dataclass
+class LabelSets:
+    """The training split under the labels before the noise decisions and after them."""
+
+    noisy: Split  # the export's train split plus the label issues the export dropped, with their given labels
+    cleaned: Split  # the export's train split without label issues
+    flagged: int
+    flagged_dropped_by_export: int
 
 
 class BenchmarkStage(Stage):
@@ -48,13 +92,15 @@ class BenchmarkStage(Stage):
         name, weights = self._backbone_spec(ctx)
         labels_csv = ctx.layout.export / "labels.csv"
         digest = hashlib.sha256(labels_csv.read_bytes()).hexdigest() if labels_csv.is_file() else None
-        return {"config": ctx.config.benchmark.model_dump(mode="json"), "export": digest,
-                "backbone": name, "weights_now": weights_identity(name, weights),
-                "fallback": ctx.config.noise.weights_fallback, "device": ctx.config.noise.device}
+        inputs = {"config": ctx.config.benchmark.model_dump(mode="json"), "export": digest,
+                  "backbone": name, "weights_now": weights_identity(name, weights),
+                  "fallback": ctx.config.noise.weights_fallback, "device": ctx.config.noise.device}
+        if ctx.config.benchmark.compare_noisy:  # the dropped label issues come from the catalog
+            inputs["label_issues"] = fingerprint(sorted(ctx.catalog.issue_shas("label")))
+        return inputs
 
     def run(self, ctx: Context) -> StageResult:
-        from curate.atomic import published, write_text
-        from curate.modes import create_mode
+        from curate.atomic import published
         from curate.stages.common import load_backbone_with_fallback
 
         export = published(ctx.layout.export)  # a finished export (an interrupted swap is undone first)
@@ -64,18 +110,86 @@ class BenchmarkStage(Stage):
         if not any((export / "val").glob("*/*.JPEG")):
             log.warning("benchmark: the export has no validation images; set export.val_fraction > 0")
             return StageResult(stats={"skipped": "no validation images"})
-        noise = ctx.config.noise
+        cfg, noise = ctx.config.benchmark, ctx.config.noise
         name, weights = self._backbone_spec(ctx)
         backbone = load_backbone_with_fallback(name, weights, noise.weights_fallback, noise.device, ctx.seed)
-        stats, outputs = {}, {}
-        for mode_config in ctx.config.benchmark.modes:
-            result = create_mode(mode_config).run(export / "train", export / "val", backbone, ctx)
-            out = ctx.layout.benchmark_result(mode_config.type)
-            payload = {"mode": mode_config.type, "backbone": backbone.key, "export": str(export), **result}
-            write_text(out, json.dumps(payload, indent=2))
-            stats.update(self._summary(mode_config.type, result, several=len(ctx.config.benchmark.modes) > 1))
-            outputs[f"benchmark {mode_config.type}" if len(ctx.config.benchmark.modes) > 1 else "benchmark"] = str(out)
-        return StageResult(stats=stats, outputs=outputs)
+        data = export_data(ctx, export, backbone)
+        label_sets = label_sets_of(ctx, export, data) if cfg.compare_noisy else None
+        results = {c.type: self._benchmark_mode(ctx, c, data, backbone, label_sets, export) for c in cfg.modes}
+        curve = self._learning_curve(ctx, cfg.learning_curve, data, backbone) if cfg.learning_curve else None
+        page = self._write_page(ctx, results, curve, backbone)
+        self._remove_checkpoints(ctx)
+        return StageResult(stats=self._summary(results, curve), outputs={"benchmark": str(page)})
+
+    # ------------------------------------------------------------------ steps
+    def _benchmark_mode(self, ctx: Context, mode_config: Any, data: ImageData, backbone: Backbone,
+                        label_sets: LabelSets | None, export: Path) -> dict[str, Any]:
+        from curate.atomic import write_text
+
+        mode = mode_config.type
+        result = train(ctx, mode_config, data, backbone, mode)
+        payload = {"mode": mode, "backbone": backbone.key, "export": str(export), **result}
+        if label_sets is not None:
+            payload["compare_noisy"] = self._compare_noisy(ctx, mode_config, data, backbone, label_sets, result)
+        write_text(ctx.layout.benchmark_result(mode), json.dumps(payload, indent=2))
+        return payload
+
+    def _compare_noisy(self, ctx: Context, mode_config: Any, data: ImageData, backbone: Backbone,
+                       label_sets: LabelSets, export_result: dict) -> dict[str, Any]:
+        """The mode on the noisy and the cleaned labels; the one equal to the export's reuses its result."""
+        mode, comparison = mode_config.type, {}
+        for labels in ("noisy", "cleaned"):
+            split = getattr(label_sets, labels)
+            same = split.paths == data.train.paths and split.targets == data.train.targets
+            comparison[labels] = export_result if same else \
+                train(ctx, mode_config, data.with_train(split), backbone, f"{mode}.{labels}")
+        return {"flagged": label_sets.flagged, "flagged_dropped_by_export": label_sets.flagged_dropped_by_export,
+                **comparison}
+
+    def _learning_curve(self, ctx: Context, cfg: LearningCurveConfig, data: ImageData,
+                        backbone: Backbone) -> dict[str, Any]:
+        from curate.atomic import write_text
+        from curate.modes import mode_config
+        from curate.vision.data import per_class_subset
+        from curate.vision.plots import plot_learning_curve
+
+        curve: dict[str, list[dict]] = {}
+        for mode in cfg.modes:
+            settings = mode_config(mode, ctx.config.benchmark.modes)
+            for n in cfg.samples_per_class:
+                subset = data.with_train(per_class_subset(data.train, n, ctx.seed))
+                result = train(ctx, settings, subset, backbone, f"learning_curve.{mode}.{n}", plot=False)
+                curve.setdefault(mode, []).append(
+                    {"samples_per_class": n, "n_train": result["n_train"], "top1": result["top1"],
+                     "top5": result["top5"], "k_top5": result["k_top5"], "epochs": result["epochs"],
+                     "seconds": result["seconds"]})
+        plot = plot_learning_curve(ctx.layout.benchmark_learning_curve_plot, curve,
+                                   title=f"learning curve ({backbone.key})")
+        payload = {"samples_per_class": cfg.samples_per_class, "n_val": len(data.val), "backbone": backbone.key,
+                   "modes": curve, "plot": plot.name}
+        write_text(ctx.layout.benchmark_learning_curve, json.dumps(payload, indent=2))
+        return payload
+
+    def _write_page(self, ctx: Context, results: dict[str, dict], curve: dict | None, backbone: Backbone) -> Path:
+        from curate.vision.results_page import write_results_page
+
+        comparisons = [{"mode": mode, **{k: r["compare_noisy"][k] for k in ("noisy", "cleaned")}}
+                       for mode, r in results.items() if "compare_noisy" in r]
+        trainings = [r for mode in results.values() for r in (mode, *comparison_results(mode))]
+        plots = list(dict.fromkeys(r["plot"] for r in trainings if r.get("plot")))
+        meta = {"run": ctx.config.run.name, "backbone": backbone.key, "device": str(backbone.device)}
+        return write_results_page(ctx.layout.benchmark_index, f"Benchmark: {ctx.config.run.name}", meta,
+                                  list(results.values()), comparisons, curve, plots)
+
+    def _remove_checkpoints(self, ctx: Context) -> None:
+        """Checkpoints were for resuming; a mode with ``keep_checkpoint`` keeps its trained model."""
+        keep = {c.type for c in ctx.config.benchmark.modes if getattr(c, "keep_checkpoint", False)}
+        folder = ctx.layout.benchmark_checkpoints
+        for path in folder.glob("*.pt") if folder.is_dir() else []:
+            if path.stem not in keep:
+                path.unlink()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
     @staticmethod
     def _backbone_spec(ctx: Context) -> tuple[str, str]:
@@ -83,8 +197,95 @@ class BenchmarkStage(Stage):
         return cfg.backbone or noise.backbone, cfg.weights or noise.weights
 
     @staticmethod
-    def _summary(mode: str, result: dict, several: bool) -> dict:
-        prefix = f"{mode}." if several else ""
-        k = result.get("k_top5", 5)
-        return {f"{prefix}top1": round(result["top1"], 4), f"{prefix}top{k}": round(result["top5"], 4),
-                f"{prefix}train": result.get("n_train"), f"{prefix}val": result.get("n_val")}
+    def _summary(results: dict[str, dict], curve: dict | None) -> dict:
+        stats: dict[str, Any] = {}
+        for mode, result in results.items():
+            prefix = f"{mode}." if len(results) > 1 else ""
+            k = result.get("k_top5", 5)
+            stats.update({f"{prefix}top1": round(result["top1"], 4), f"{prefix}top{k}": round(result["top5"], 4)})
+            if "compare_noisy" in result:
+                stats[f"{prefix}noisy_top1"] = round(result["compare_noisy"]["noisy"]["top1"], 4)
+                stats[f"{prefix}cleaned_top1"] = round(result["compare_noisy"]["cleaned"]["top1"], 4)
+        first = next(iter(results.values()))
+        stats.update(train=first.get("n_train"), val=first.get("n_val"))
+        if curve is not None:
+            stats["learning_curve_points"] = sum(len(points) for points in curve["modes"].values())
+        return stats
+
+
+def comparison_results(result: dict[str, Any]) -> list[dict[str, Any]]:
+    compared = result.get("compare_noisy") or {}
+    return [compared[labels] for labels in ("noisy", "cleaned") if labels in compared]
+
+
+def train(ctx: Context, mode_config: Any, data: ImageData, backbone: Backbone, name: str,
+          plot: bool = True) -> dict[str, Any]:
+    """One training of a mode (checkpointed as ``name``), its per-epoch chart drawn as ``<name>.png``."""
+    from curate.modes import Job, create_mode
+    from curate.vision.plots import plot_history
+
+    job = Job(data, backbone, ctx.layout.benchmark_checkpoint(name), label=name, seed=ctx.seed,
+              progress=ctx.progress_enabled)
+    result = create_mode(mode_config).run(job)
+    if plot and result.get("history"):
+        result["plot"] = plot_history(ctx.layout.benchmark_plot(name), name, result["history"]).name
+    log.info("benchmark %s: top-1 %.4f, top-%d %.4f on %d val images (%d train)", name, result["top1"],
+             result.get("k_top5", 5), result["top5"], result["n_val"], result["n_train"])
+    return result
+
+
+def export_data(ctx: Context, export: Path, backbone: Backbone) -> ImageData:
+    """The export's splits, each image keyed by its sha256 (labels.csv), with the catalog's embedding cache."""
+    import pandas as pd
+
+    from curate.vision.data import load_image_data
+
+    data = load_image_data(export / "train", export / "val")
+    labels_csv = export / "labels.csv"
+    if labels_csv.is_file() and "path" in (table := pd.read_csv(labels_csv, dtype=str)).columns:
+        sha_of = dict(zip(table["path"], table["sha256"], strict=True))
+        for split in (data.train, data.val):
+            keys = [sha_of.get(path.relative_to(export).as_posix()) for path in split.paths]
+            split.keys = keys if all(keys) else None
+    if data.train.keys is not None and data.val.keys is not None:
+        data.embed = _cached_embedder(ctx, backbone)
+    return data
+
+
+def _cached_embedder(ctx: Context, backbone: Backbone):
+    """Features of a split's images by sha256, from the catalog (the stored image is the exported file)."""
+    import numpy as np
+
+    from curate.stages.common import cached_embeddings
+
+    def embed(split: Split) -> np.ndarray:
+        if not len(split):
+            return np.zeros((0, backbone.feature_dim), dtype=np.float32)
+        return cached_embeddings(ctx, backbone, list(split.keys))
+    return embed
+
+
+def label_sets_of(ctx: Context, export: Path, data: ImageData) -> LabelSets:
+    """The export's training split with the label issues back in (noisy) and without any (cleaned)."""
+    import pandas as pd
+
+    from curate.vision.data import Split
+
+    table = pd.read_csv(export / "labels.csv", dtype={"sha256": str, "wnid": str})
+    issues = ctx.catalog.issue_shas("label")
+    kept_flagged = set(table.loc[table["label_issue"].astype(str) == "True", "sha256"])
+    exported = set(table["sha256"])
+    class_to_idx = {wnid: i for i, wnid in enumerate(data.class_names)}
+    dropped = [r for r in ctx.catalog.final_labels()
+               if r["rank"] == 1 and r["sha256"] in issues and r["sha256"] not in exported
+               and r["wnid"] in class_to_idx]
+    keys = data.train.keys or [None] * len(data.train)
+    clean_idx = [i for i, key in enumerate(keys) if key not in kept_flagged]
+    noisy = Split(data.train.paths + [ctx.layout.stored(r["path"]) for r in dropped],
+                  data.train.targets + [class_to_idx[r["wnid"]] for r in dropped],
+                  (data.train.keys + [r["sha256"] for r in dropped]) if data.train.keys is not None else None)
+    if not dropped and not kept_flagged:
+        log.warning("benchmark: compare_noisy: the noise stage flagged no training image; noisy = cleaned labels")
+    log.info("benchmark: noisy labels %d training images (%d label issues dropped by the export added back), "
+             "cleaned %d", len(noisy), len(dropped), len(clean_idx))
+    return LabelSets(noisy, data.train.subset(clean_idx), len(dropped) + len(kept_flagged), len(dropped))
