@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_history(path: Path, title: str, history: Sequence[Mapping]) -> Path:
@@ -27,6 +28,8 @@ def plot_history(path: Path, title: str, history: Sequence[Mapping]) -> Path:
         acc_ax.plot([r["epoch"] for r in evaluated], [r[key] for r in evaluated], marker="o",
                     label=key.replace("_top", " top-"), color=colour)
     acc_ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
