@@ -23,7 +23,9 @@ from curate.errors import ConfigError
 
 UNTIL_EXPORT = ["--only", "synsets", "--only", "candidates", "--only", "annotate", "--only", "noise",
                 "--only", "export"]
-FAST_FINETUNE = {"type": "finetune", "epochs": 2, "image_size_px": 64, "batch_size": 8, "warmup_probe_epochs": 10}
+# one CPU thread: on two cores shared with other work, two threads can make training 20x slower
+FAST_FINETUNE = {"type": "finetune", "epochs": 2, "image_size_px": 64, "batch_size": 8, "warmup_probe_epochs": 10,
+                 "cpu_threads": 1}
 
 
 def pipeline_with(tmp_path: Path, benchmark: dict, **sections) -> Path:
@@ -93,7 +95,7 @@ def checkpoint_epoch(path: Path) -> int | None:
 def test_sigkill_during_finetune_then_resume(tmp_path: Path):
     epochs = 12
     finetune = {"type": "finetune", "epochs": epochs, "image_size_px": 64, "batch_size": 4, "warmup_probe_epochs": 5,
-                "batchnorm": "train"}  # a random backbone: its BatchNorm has no statistics worth freezing
+                "batchnorm": "train", "cpu_threads": 1}  # a random backbone: nothing to freeze in its BatchNorm
     pipeline = pipeline_with(tmp_path, {"modes": [finetune], "backbone": "resnet18", "weights": "none"})
     assert main(["run", str(pipeline), "--no-progress", *UNTIL_EXPORT]) == 0
     checkpoint = tmp_path / "run" / "benchmark" / "checkpoints" / "finetune.pt"
