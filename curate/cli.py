@@ -43,9 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="per-stage and per-class counts of a run")
     status.add_argument("run_dir", type=Path)
 
+    report = sub.add_parser("report", help="where a run's noise report is, and what it found")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--open", dest="open_browser", action="store_true", help="open it in the default browser")
+
     validate = sub.add_parser("validate", help="check a pipeline file without running it")
     validate.add_argument("pipeline", type=Path)
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    audit = sub.add_parser("audit", help="find the wrong labels of a dataset you already have (no WordNet, no crowd)")
+    audit.add_argument("path", type=Path, help="an ImageFolder tree (<label>/<image>) or a CSV/TSV/Parquet table "
+                                               "with columns path, label")
+    audit.add_argument("--out", type=Path, required=True,
+                       help="folder of the audit: pipeline.yaml, report/, the run's catalog and image store")
+    audit.add_argument("--backbone", help="embedding backbone, as noise.backbone (default resnet50)")
+    audit.add_argument("--weights", help="imagenet | none | a state_dict file, as noise.weights (default imagenet)")
+    audit.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
+    audit.add_argument("--batch-size", type=int, help="images per embedding batch (default 32)")
+    audit.add_argument("--root", type=Path, help="for a table: the folder its files lie in (default: its folder)")
+    audit.add_argument("--clean-copy", action="store_true",
+                       help="also write the dataset without the flagged images to OUT/export/ (ImageFolder layout)")
+    audit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    audit.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
 
     sub.add_parser("doctor", help="report WordNet, torch, device, weights and Label Studio status")
     setup = sub.add_parser("setup", help="install WordNet 3.0 data where nltk finds it")
@@ -109,11 +128,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(args.run_dir)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from curate.report.summary import print_report
+
+    return print_report(args.run_dir, open_browser=args.open_browser)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from curate.config import load_config
 
     config = load_config(args.pipeline, args.overrides)
     print(f"{args.pipeline}: ok (run dir {config.run.dir})")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from curate.audit import AuditOptions, audit
+
+    options = AuditOptions(path=args.path, out=args.out, backbone=args.backbone, weights=args.weights,
+                           device=args.device, batch_size=args.batch_size, root=args.root,
+                           clean_copy=args.clean_copy)
+    result = audit(options, progress=not args.no_progress and sys.stderr.isatty(), quiet=args.quiet)
+    rate = "-" if result.noise_rate is None else f"{result.noise_rate:.1%}"
+    print(f"\naudit of {args.path}: {result.images} images, {result.classes} classes, {result.flagged} flagged, "
+          f"estimated noise rate {rate}")
+    if result.skipped:
+        print("  skipped:      " + ", ".join(f"{n} {status}" for status, n in result.skipped.items())
+              + f" (reasons: curate status {shlex.quote(str(args.out))})")
+    if result.report.is_file():
+        print(f"  report:       {result.report}\n  label issues: {result.label_issues}")
+    else:
+        print("  no report: the noise stage needs two classes with enough images (see the log)")
+    if result.exported:
+        print(f"  clean copy:   {result.layout.export}")
     return 0
 
 
@@ -147,8 +194,8 @@ def cmd_labelstudio(args: argparse.Namespace) -> int:
     return serve(args.run_dir, host=args.host, port=args.port, annotators=args.annotators)
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "validate": cmd_validate, "doctor": cmd_doctor,
-            "setup": cmd_setup, "stages": cmd_stages, "labelstudio": cmd_labelstudio}
+COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report, "validate": cmd_validate, "doctor": cmd_doctor,
+            "setup": cmd_setup, "stages": cmd_stages, "labelstudio": cmd_labelstudio, "audit": cmd_audit}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,8 @@
 """The download engine's fetcher: candidate bytes over HTTP(S) with ``urllib3``, or from ``file://`` URLs.
 
 Reads: ``http(s)://`` URLs; ``file://`` URLs only when the caller passes ``file_root`` (only the ``local``
-source does), and then only for paths that resolve, symlinks followed, inside that root. Writes: nothing
+and ``imagefolder`` sources do), and then only for paths that resolve, symlinks followed, inside that root
+(or, for a tree built of links, that the tree names: :class:`FileRoot`). Writes: nothing
 (the caller stores what it gets).
 
 HTTP: one guarded urllib3 pool manager shared by the worker threads (environment proxies ignored: a proxy would resolve
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ipaddress
+import os
 import random
 import socket
 import ssl
@@ -34,6 +36,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -60,6 +63,23 @@ AddressPolicy = Callable[[IPAddress], bool]
 _URL_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)
 # The transient ones among them, worth another attempt.
 _TRANSIENT = (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, ConnectionError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class FileRoot:
+    """Where a source's ``file://`` URLs may point. By default a file must lie below ``path`` once every
+    symbolic link is resolved. With ``links_out`` a file need only be *named* below ``path`` (the path as
+    written, ``..`` normalised away, links not followed) and may be a link, or lie in a linked folder,
+    leading elsewhere: a dataset built as a view of links into another copy, as torchvision's ImageFolder
+    reads it. Either way nothing that the source's own tree does not name is ever read."""
+
+    path: Path
+    links_out: bool = False
+
+    def admits(self, named: Path, resolved: Path) -> bool:
+        if self.links_out:
+            return Path(os.path.abspath(named)).is_relative_to(os.path.abspath(self.path))
+        return resolved.is_relative_to(Path(self.path).resolve())
 
 
 class FetchError(Exception):
@@ -98,7 +118,7 @@ class Fetcher:
         self._pool_lock = threading.Lock()
         self._pool_manager: urllib3.PoolManager | None = None
 
-    def fetch(self, url: str, file_root: Path | None = None) -> bytes:
+    def fetch(self, url: str, file_root: Path | FileRoot | None = None) -> bytes:
         """The bytes behind ``url``; ``file_root`` admits ``file://`` URLs below it (the local source)."""
         try:
             scheme = urlsplit(url).scheme.lower()
@@ -110,13 +130,14 @@ class Fetcher:
             return self._fetch_http(url)
         raise FetchError(f"unsupported URL scheme {scheme!r}")
 
-    def _read_file(self, url: str, file_root: Path | None) -> bytes:
+    def _read_file(self, url: str, file_root: Path | FileRoot | None) -> bytes:
         if file_root is None:
-            raise FetchError("file:// URLs are only allowed for the local source")
+            raise FetchError("file:// URLs are only allowed for sources of local files")
+        root = file_root if isinstance(file_root, FileRoot) else FileRoot(Path(file_root))
         path = _file_url_path(url)
         try:
             resolved = path.resolve()
-            if not resolved.is_relative_to(Path(file_root).resolve()):
+            if not root.admits(path, resolved):
                 raise FetchError(f"{path} is outside the source root")
             size = resolved.stat().st_size
             if size > self.max_bytes:

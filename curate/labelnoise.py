@@ -39,6 +39,48 @@ class NoiseResult:
     # one row per class: label, n_given, n_label_issues, estimated_noise_rate, label_quality
     class_summary: pd.DataFrame
     overall_noise_rate: float  # cleanlab's estimate of the fraction of wrong given labels
+    # (K, K) cleanlab's estimate of the joint distribution of given (rows) and true (columns) labels
+    joint: np.ndarray | None = None
+    pred_probs: np.ndarray | None = None  # (N, K) the out-of-sample probabilities the verdict used
+
+
+# Measured on Imagenette-128 train (9,469 images, MobileNetV2 features, fastai's noisy labels at 5 / 25 / 50 %;
+# benchmarks/noise.py), F1 of the flagged set:
+#   1 round,  prune_by_class                                     0.929 / 0.969 / 0.976
+#   1 round,  calibrated_count                                   0.952 / 0.975 / 0.975
+#   2 rounds, calibrated_count (the second without the flags)    0.951 / 0.977 / 0.984
+# Also tried, no better: C 0.3 / 0.5 / 2 / 3 / 10, 10 folds, a third round, three fold seeds averaged,
+# k-NN probabilities alone (F1 0.87-0.91 at 5 %) or averaged with the linear head, the ImageNet head's
+# class probabilities as features, a fixed self-confidence threshold (best threshold differs per noise level).
+DEFAULT_ROUNDS = 2
+DEFAULT_FILTER = "calibrated_count"
+FILTERS = ("calibrated_count", "prune_by_class", "prune_by_noise_rate", "both", "confident_learning",
+           "predicted_neq_given")
+
+
+def estimate_label_issues(
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    n_folds: int = 5,
+    seed: int = 0,
+    rounds: int = DEFAULT_ROUNDS,
+    filter_by: str = DEFAULT_FILTER,
+    C: float = 1.0,  # noqa: N803
+    progress: bool = False,
+) -> NoiseResult:
+    """Out-of-sample probabilities, then cleanlab's verdict; each further round refits the fold models
+    without the labels the previous round flagged (they are still scored), so a class's probe learns
+    from cleaner examples. The rounds help most where noise is common (F1 at 50 %: 0.976 -> 0.984)."""
+    labels = _check_inputs(features, labels)
+    flagged = None
+    for round_ in range(rounds):
+        pred_probs = out_of_sample_pred_probs(features, labels, n_folds=n_folds, seed=seed + round_, C=C,
+                                              progress=progress, exclude=flagged)
+        result = find_label_issues(labels, pred_probs, class_names, filter_by=filter_by, seed=seed)
+        flagged = result.table["is_label_issue"].to_numpy()
+        log.info("label issues, round %d of %d: %d flagged", round_ + 1, rounds, int(flagged.sum()))
+    return result
 
 
 def out_of_sample_pred_probs(
@@ -48,14 +90,20 @@ def out_of_sample_pred_probs(
     seed: int = 0,
     C: float = 1.0,  # noqa: N803 - scikit-learn's name for the inverse regularization strength
     progress: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(N, K) class probabilities where each row comes from the fold model that did not see it."""
+    """(N, K) class probabilities where each row comes from the fold model that did not see it.
+
+    ``exclude`` (boolean, one per row): rows left out of every fold's training set (a second round
+    trains without the labels the first round flagged); they still get probabilities."""
     labels = _check_inputs(features, labels)
+    keep = np.ones(len(labels), dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
     num_classes = int(labels.max()) + 1
     n_splits = _n_splits(labels, num_classes, n_folds)
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(features, labels)
     pred_probs = np.zeros((len(labels), num_classes), dtype=np.float64)
     for train_idx, held_out_idx in tqdm(folds, total=n_splits, desc="cross-validate", disable=not progress):
+        train_idx = _trainable(train_idx[keep[train_idx]], train_idx, labels)
         model = _probe(C, seed).fit(features[train_idx], labels[train_idx])
         pred_probs[np.ix_(held_out_idx, model.classes_)] = model.predict_proba(features[held_out_idx])
     log.info("out-of-sample probabilities: %d samples, %d classes, %d folds",
@@ -73,26 +121,53 @@ def find_label_issues(
 ) -> NoiseResult:
     """cleanlab's label issues, ranked by self-confidence, with per-class noise estimates.
 
-    ``filter_by`` defaults to ``prune_by_class``: on Imagenette with 5/25/50% synthetic noise it found
-    more of the flips than cleanlab's default ``prune_by_noise_rate`` (recall 0.84/0.96/0.98 against
-    0.77/0.90/0.92) at nearly the same precision (0.90/0.96/0.96 against 0.90/0.98/0.99).
+    ``filter_by="calibrated_count"`` (the default) flags the N images of lowest self-confidence, N being
+    cleanlab's calibrated estimate of the number of wrong labels (``num_label_issues``,
+    ``off_diagonal_calibrated``): cleanlab's count is sound while its per-class pruning order (by margin)
+    loses where noise is rare (F1 at 5 %: 0.952 against 0.929 for ``prune_by_class``, table above).
+    The other values are cleanlab's own filters.
 
     ``seed`` is accepted for symmetry with :func:`out_of_sample_pred_probs`: cleanlab's filters are
     deterministic, so the result depends only on ``labels`` and ``pred_probs``.
     """
     labels = np.asarray(labels)
     _check_pred_probs(labels, pred_probs, class_names)
-    ranked = cleanlab.filter.find_label_issues(
-        labels, pred_probs, filter_by=filter_by, frac_noise=frac_noise,
-        return_indices_ranked_by="self_confidence", n_jobs=1,
-    )
+    if filter_by not in FILTERS:
+        raise ValueError(f"filter_by must be one of {', '.join(FILTERS)}; got {filter_by!r}")
+    if filter_by == "calibrated_count":
+        ranked = _lowest_self_confidence(labels, pred_probs, frac_noise)
+    else:
+        ranked = cleanlab.filter.find_label_issues(
+            labels, pred_probs, filter_by=filter_by, frac_noise=frac_noise,
+            return_indices_ranked_by="self_confidence", n_jobs=1,
+        )
     table = _issue_table(labels, pred_probs, class_names, ranked)
     joint = cleanlab.count.estimate_joint(labels, pred_probs)
     summary = _class_summary(labels, pred_probs, class_names, joint, table)
     overall = float(1.0 - np.trace(joint))
     log.info("label issues: %d of %d flagged (seed %d); estimated noise rate %.3f",
              len(ranked), len(labels), seed, overall)
-    return NoiseResult(table=table, class_summary=summary, overall_noise_rate=overall)
+    return NoiseResult(table=table, class_summary=summary, overall_noise_rate=overall, joint=joint,
+                       pred_probs=pred_probs)
+
+
+def _lowest_self_confidence(labels: np.ndarray, pred_probs: np.ndarray, frac_noise: float) -> np.ndarray:
+    """Indices of the ``frac_noise`` * N images of lowest P(given label), lowest first; N is cleanlab's
+    calibrated count of wrong labels."""
+    count = cleanlab.count.num_label_issues(labels, pred_probs, estimation_method="off_diagonal_calibrated")
+    count = int(round(count * frac_noise))
+    self_confidence = pred_probs[np.arange(len(labels)), labels]
+    return np.argsort(self_confidence, kind="stable")[:count]
+
+
+def _trainable(kept: np.ndarray, fold: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The fold's training rows without the excluded ones, except for classes that exclusion would
+    empty (or leave with one image): those keep all their rows, so every class stays predictable."""
+    counts = np.bincount(labels[kept], minlength=int(labels.max()) + 1)
+    short = [k for k in np.unique(labels[fold]) if counts[k] < MIN_PER_CLASS]
+    if not short:
+        return kept
+    return np.union1d(kept, fold[np.isin(labels[fold], short)])
 
 
 def _probe(C: float, seed: int) -> Pipeline:  # noqa: N803

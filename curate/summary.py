@@ -96,6 +96,10 @@ def print_status(run_dir: Path) -> int:
         if annotators:
             print("\nannotators (gold accuracy: yes/no answers on gold tasks that match the known answer):")
             print(_table(annotators, ANNOTATOR_COLUMNS))
+        decisions = catalog.decision_counts() if catalog.version >= 4 else []  # (an older catalog has none)
+        if decisions:
+            print("\ndecisions about issues (source: policy, or the crowd's review; action review: answers pending):")
+            print(_table(decisions, ["kind", "action", "source", "n"]))
     finally:
         catalog.close()
     return 0

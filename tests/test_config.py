@@ -17,7 +17,8 @@ def test_valid_pipeline_resolves_paths_and_defaults(pipeline_file: Path, corpus:
     config = load_config(pipeline_file)
     assert config.candidates.sources[0].root == corpus.resolve()
     assert config.annotate.votes_per_image == 3
-    assert config.export.drop_label_issues is True
+    assert config.export.drop_label_issues is None  # deprecated: review.policy decides
+    assert config.review.policy.label is None and config.review.policy.cross_class_duplicate == "drop"
 
 
 def test_relative_paths_resolve_against_the_yaml_folder(tmp_path: Path, corpus: Path):

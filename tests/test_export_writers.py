@@ -312,7 +312,8 @@ def test_datasheet_json_and_markdown(exported):
         "local:corpus": 24}
     assert sheet["labeling"]["votes_per_exported_image"] == {"mean": 3.0, "median": 3, "min": 3, "max": 3,
                                                              "histogram": {"3": 24}}
-    assert sheet["label_noise"]["issues_by_kind"] == {"label": 0, "cross_class_duplicate": 0}
+    assert sheet["label_noise"]["issues_by_kind"] == {"label": 0, "outlier": 0, "near_duplicate": 0,
+                                                      "cross_class_duplicate": 0}
     assert sheet["config"]["run"]["name"] == "fixture" and sheet["config"]["export"]["formats"][2]["maxcount"] == 5
     md = (export / "datasheet.md").read_text()
     assert "| 0 | n02084071 | dog | dog, domestic dog, Canis familiaris | 6 | 2 | 8 |" in md

@@ -157,7 +157,7 @@ def test_file_urls_only_inside_the_source_root(tmp_path):
     assert Fetcher().fetch((root / "a.png").as_uri(), file_root=root) == PNG_BYTES
     with pytest.raises(FetchError, match="cannot read"):
         Fetcher().fetch((root / "absent.png").as_uri(), file_root=root)
-    with pytest.raises(FetchError, match="only allowed for the local source"):
+    with pytest.raises(FetchError, match="only allowed for sources of local files"):
         Fetcher().fetch((root / "a.png").as_uri())
 
 

@@ -70,7 +70,7 @@ def test_catalog_records_every_outcome(finished_run):
     # cat: 8 + 'both' (a cross-class copy, downloaded for cat); mouse: 8 + 2 computer mice
     assert status == {"downloaded": 10 + 9 + 10, "duplicate": 2, "rejected": 1}
     assert "cannot decode" in error
-    assert set(stages.values()) == {"ok"} and len(stages) == 6
+    assert set(stages.values()) == {"ok"} and len(stages) == 7
     assert len(list((run_dir / "images").rglob("*.jpg"))) == counts(run_dir)["images"] == 28
     assert counts(run_dir)["votes"] == 3 * counts(run_dir)["tasks"]
 
@@ -137,7 +137,7 @@ def test_second_run_repeats_no_work(run_copy, capsys):
     assert main(["run", str(pipeline), "--no-progress"]) == 0
     assert counts(run_dir) == before
     out = capsys.readouterr().out
-    for stage in ("synsets", "candidates", "annotate", "noise", "export", "benchmark"):
+    for stage in ("synsets", "candidates", "annotate", "noise", "review", "export", "benchmark"):
         assert f"{stage:<11} nothing to do" in out
 
 

@@ -87,7 +87,7 @@ def test_real_registries_hold_the_shipped_plugins():
     assert "imagenet" in WRITERS
     assert "linear_probe" in MODES
     assert "local" in EXECUTORS
-    assert STAGES.names() == ["synsets", "candidates", "annotate", "noise", "export", "benchmark"]
+    assert STAGES.names() == ["synsets", "candidates", "annotate", "noise", "review", "export", "benchmark"]
     for stage in STAGES:
         assert STAGES.get(stage.name) is stage and stage.Config is not None
 

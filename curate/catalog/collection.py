@@ -128,6 +128,11 @@ class CollectionTables(Database):
             "WHERE id IN (SELECT MIN(id) FROM candidates WHERE status = 'downloaded' GROUP BY sha256, wnid)"
         )
 
+    def collection_order(self) -> dict[str, int]:
+        """sha256 -> the id of the first candidate that downloaded it (the order images were collected in)."""
+        return {r[0]: r[1] for r in self.query(
+            "SELECT sha256, MIN(id) FROM candidates WHERE status = 'downloaded' GROUP BY sha256")}
+
     def candidate_status_counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.query("SELECT status, COUNT(*) FROM candidates GROUP BY status")}
 

@@ -94,5 +94,18 @@ CREATE TABLE IF NOT EXISTS gold (
 ALTER TABLE votes ADD COLUMN lead_time_s REAL;
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3)]
+# Version 4: what was decided about each issue (policy or review) and why; export applies it. Review-round
+# tasks live in ``tasks`` beside the first rounds, under their own queue name ("<backend>/review", see
+# :func:`curate.catalog.decisions.review_queue`), so their votes never mix with the first rounds'.
+V4 = """
+CREATE TABLE IF NOT EXISTS decisions (
+    sha256 TEXT NOT NULL REFERENCES images(sha256), wnid TEXT NOT NULL REFERENCES synsets(wnid),
+    kind TEXT NOT NULL, action TEXT NOT NULL CHECK (action IN ('keep', 'drop', 'relabel', 'review')),
+    new_wnid TEXT REFERENCES synsets(wnid), reason TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('policy', 'review')), decided_at REAL NOT NULL,
+    PRIMARY KEY (sha256, wnid), CHECK ((action = 'relabel') = (new_wnid IS NOT NULL))
+);
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

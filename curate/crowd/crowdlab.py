@@ -88,6 +88,26 @@ class Crowdlab(Plugin):
             p_yes[rated] = np.where(consensus == 1, score, 1 - score)
         return [float(p) for p in p_yes]
 
+    @classmethod
+    def annotator_quality(cls, tasks: list[TaskVotes], scores: Scores) -> dict[str, dict[str, float]]:
+        """CROWDLAB's per-annotator quality (0..1: how well their yes/no answers agree with the consensus,
+        weighed against the model) and agreement with the consensus; {} while no task has two votes."""
+        import cleanlab.multiannotator as multiannotator
+        import numpy as np
+
+        matrix, rated = cls._label_matrix(tasks)
+        workers = sorted({a for t in tasks for a, answer in t.answers if answer in ("yes", "no")})
+        if not rated.any() or not ((~np.isnan(matrix)).sum(axis=1) >= 2).any():
+            return {}
+        model_p = cls._model_probs(tasks, scores)[rated]
+        stats = multiannotator.get_label_quality_multiannotator(
+            matrix, np.column_stack([1 - model_p, model_p]), verbose=False,
+            return_detailed_quality=False, return_annotator_stats=True,
+        )["annotator_stats"]
+        return {workers[int(i)]: {"crowdlab_quality": float(r.annotator_quality),
+                                  "agreement_with_consensus": float(r.agreement_with_consensus)}
+                for i, r in stats.iterrows()}
+
     def activelab_scores(self, tasks: list[TaskVotes], scores: Scores) -> list[float]:
         """ActiveLab's score per task (lower: another vote is worth more), in the order given."""
         import cleanlab.multiannotator as multiannotator

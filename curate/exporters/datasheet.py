@@ -1,17 +1,18 @@
 """The export's datasheet (after Gebru et al., "Datasheets for Datasets"), as JSON and as Markdown.
 
 :func:`build_datasheet` gathers one dict: composition (images and classes, per class the counts per split,
-sources and licences), collection (candidates by status, duplicates), labelling (the crowd, votes per
-exported image), label noise and what the export did about it (issues by kind, flagged images dropped or
-kept, classes left out under the minimum, images left out over the cap), the split (with the near-duplicate
+sources and licences), collection (candidates by status, duplicates), labelling (the crowd, votes per exported
+image), label noise and what was decided about it (issues by kind; the review stage's decisions per action and
+per kind, action and source, with the policy; what they did to this export: dropped, relabeled, reviews
+pending; classes left out under the minimum, images left out over the cap), the split (with the near-duplicate
 groups kept on one side), the formats written with how to load each, and the resolved configuration that
-produced the run (what ``config.yaml`` holds, local paths shortened to their last part so the export does
-not carry the curator's directories). :func:`write_datasheet` writes it as ``datasheet.json`` and renders the
-same dict as ``datasheet.md``, a table per topic; text from the web is HTML-escaped there.
+produced the run (what ``config.yaml`` holds, local paths shortened to their last part so the export does not
+carry the curator's directories). :func:`write_datasheet` writes it as ``datasheet.json`` and renders the same
+dict as ``datasheet.md``, a table per topic; text from the web is HTML-escaped there.
 
-Reads: the catalog (synsets, stage stats, candidate statuses, votes, issues), the config and the export's
-table. Writes: ``datasheet.json`` and ``datasheet.md`` in the folder it is given (the export being built).
-Failure: none of its own; an ``OSError`` writing propagates.
+Reads: the catalog (synsets, stage stats, candidate statuses, votes, issues, decisions), the config and the
+export's table. Writes: ``datasheet.json`` and ``datasheet.md`` in the folder it is given (the export being
+built). Failure: none of its own; an ``OSError`` writing propagates.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from curate.exporters.common import export_classes
 if TYPE_CHECKING:
     import pandas as pd
 
-ISSUE_KINDS = ("label", "cross_class_duplicate")  # what the noise stage records
+ISSUE_KINDS = ("label", "outlier", "near_duplicate", "cross_class_duplicate")  # what the noise stage records
 
 
 def build_datasheet(ctx: Any, table: pd.DataFrame, decisions: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +52,8 @@ def build_datasheet(ctx: Any, table: pd.DataFrame, decisions: dict[str, Any]) ->
         "collection": _collection(ctx, table),
         "labeling": _labeling(ctx, table),
         "label_noise": _label_noise(ctx, table, decisions),
+        "decisions": _decisions(ctx, decisions),
         "selection": {
-            "drop_label_issues": cfg.drop_label_issues,
             "min_images_per_class": cfg.min_images_per_class,
             "classes_below_minimum": decisions["classes_below_minimum"],
             "max_images_per_class": cfg.max_images_per_class,
@@ -129,6 +130,22 @@ def _label_noise(ctx: Any, table: pd.DataFrame, decisions: dict[str, Any]) -> di
     }
 
 
+def _decisions(ctx: Any, decisions: dict[str, Any]) -> dict[str, Any]:
+    """The review stage's decisions (all of them, per action and per kind, action and source), the policy
+    that made them, and what they did to this export."""
+    counts = [dict(r) for r in ctx.catalog.decision_counts()]
+    by_action: Counter[str] = Counter()
+    for row in counts:
+        by_action[row["action"]] += row["n"]
+    review = ctx.config.review
+    unset = "unset (review where the crowd can answer, else keep)"
+    policy = {k: v or unset for k, v in review.policy.model_dump().items()}
+    return {"policy": policy, "pending_reviews": review.pending, "by_action": dict(sorted(by_action.items())),
+            "by_kind_action_source": [{"kind": r["kind"], "action": r["action"], "source": r["source"],
+                                       "images": r["n"]} for r in counts],
+            "applied_to_export": decisions["applied"]}
+
+
 def _counts(column: pd.Series) -> dict[str, int]:
     values = column.fillna("").astype(str).replace("", "unknown")
     return {k: int(v) for k, v in sorted(Counter(values).items(), key=lambda kv: (-kv[1], kv[0]))}
@@ -156,7 +173,7 @@ def write_datasheet(sheet: dict[str, Any], root: Path) -> None:
 def render_markdown(sheet: dict[str, Any]) -> str:
     """The datasheet for people: the same facts as datasheet.json, a table per topic."""
     parts = [_summary(sheet), _class_table(sheet), _collection_md(sheet), _labeling_md(sheet),
-             _noise_md(sheet), _split_md(sheet), _loading_md(sheet), _config_md(sheet)]
+             _noise_md(sheet), _decisions_md(sheet), _split_md(sheet), _loading_md(sheet), _config_md(sheet)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -203,8 +220,8 @@ def _noise_md(sheet: dict[str, Any]) -> str:
     decisions = [
         ["label issues flagged", noise["flagged"]],
         ["flags trusted (a trained backbone)", noise["flags_trusted"]],
-        ["flagged images dropped from the export", noise["flagged_dropped_from_export"]],
-        ["flagged images exported (label_issue in labels.csv)", noise["exported_flagged"]],
+        ["flagged images left out by the decisions", noise["flagged_dropped_from_export"]],
+        ["flagged images exported unsettled (label_issue in labels.csv)", noise["exported_flagged"]],
         *([f"issues of kind {k}", v] for k, v in noise["issues_by_kind"].items()),
         [f"classes left out (under {sel['min_images_per_class']} images)", _inline(sel["classes_below_minimum"])],
         [f"images left out over the cap ({sel['max_images_per_class'] or 'none'} per class)",
@@ -212,6 +229,16 @@ def _noise_md(sheet: dict[str, Any]) -> str:
     ]
     return (f"## Label noise and selection\n\nMethod: {_cell(noise['method'])}.\n\n"
             + _table(["decision", "value"], decisions))
+
+
+def _decisions_md(sheet: dict[str, Any]) -> str:
+    dec = sheet["decisions"]
+    rows = [[r["kind"], r["action"], r["source"], r["images"]] for r in dec["by_kind_action_source"]]
+    return ("## Noise decisions\n\n"
+            f"Policy: {_inline(dec['policy'])}; an image whose review is pending: {dec['pending_reviews']}. "
+            "The reason of each exported image's decision is in labels.csv (decision_reason).\n\n"
+            + _table(["issue kind", "action", "decided by", "images"], rows) + "\n\n"
+            f"In this export: {_inline(dec['applied_to_export'])}.")
 
 
 def _split_md(sheet: dict[str, Any]) -> str:

@@ -20,10 +20,12 @@ def _build() -> Registry[Any]:
     from curate.stages.candidates import CandidatesStage
     from curate.stages.export import ExportStage
     from curate.stages.noise import NoiseStage
+    from curate.stages.review import ReviewStage
     from curate.stages.synsets import SynsetsStage
 
     registry: Registry[Any] = Registry("stage")
-    for stage in (SynsetsStage, CandidatesStage, AnnotateStage, NoiseStage, ExportStage, BenchmarkStage):
+    for stage in (SynsetsStage, CandidatesStage, AnnotateStage, NoiseStage, ReviewStage, ExportStage,
+                  BenchmarkStage):
         registry.register(stage)
     return registry
 

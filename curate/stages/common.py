@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from curate.vision.backbones import Backbone, WeightsUnavailable, load_backbone
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +34,50 @@ def load_backbone_with_fallback(name: str, weights: str, fallback: str | None, d
         return load_backbone(name, fallback, device)
 
 
+def embedding_key(backbone: Backbone, hflip: bool) -> str:
+    """The catalog's key for one way of embedding: backbone, weights (``backbone.key``) and augmentation."""
+    return f"{backbone.key}+hflip" if hflip else backbone.key
+
+
 def cached_embeddings(ctx: Any, backbone: Backbone, shas: list[str], chunk: int = 256) -> np.ndarray:
     """Embeddings of the stored images ``shas`` (one row each, in order), computed where the catalog has
-    none for this backbone and saved per chunk, so an interrupted run keeps what it computed and every
-    stage that embeds with the same backbone shares them."""
+    none for this backbone, weights and ``noise.test_time_flip``, and saved per chunk, so an interrupted
+    run keeps what it computed, a rerun embeds only new images, and every stage that embeds with the same
+    settings shares them."""
     from curate.vision.embed import embed_images
 
-    cached = ctx.catalog.embeddings(backbone.key, shas)
+    hflip = bool(getattr(ctx.config.noise, "test_time_flip", False))
+    key = embedding_key(backbone, hflip)
+    cached = ctx.catalog.embeddings(key, shas)
     missing = [s for s in dict.fromkeys(shas) if s not in cached]
-    log.info("%d embeddings cached, %d to compute with %s on %s", len(cached), len(missing), backbone.key,
+    log.info("%d embeddings cached, %d to compute with %s on %s", len(cached), len(missing), key,
              backbone.device)
     for start in ctx.progress(range(0, len(missing), chunk), desc="embed", unit="chunk"):
         part = missing[start : start + chunk]
         vectors = embed_images([ctx.store.path(s) for s in part], backbone, batch_size=ctx.config.noise.batch_size,
-                               num_workers=ctx.config.noise.num_workers, progress=ctx.progress_enabled)
+                               num_workers=ctx.config.noise.num_workers, progress=ctx.progress_enabled,
+                               hflip=hflip)
         blobs = {s: v.astype(np.float32).tobytes() for s, v in zip(part, vectors, strict=True)}
-        ctx.catalog.add_embeddings(backbone.key, backbone.feature_dim, blobs)
+        ctx.catalog.add_embeddings(key, backbone.feature_dim, blobs)
         cached.update(blobs)
     return np.stack([np.frombuffer(cached[s], dtype=np.float32) for s in shas])
+
+
+def provenance(ctx: Any) -> pd.DataFrame:
+    """The first candidate (by id) that brought each (image, class): source, URL, licence, creator.
+    URLs are shown as their source shows them (local corpora: relative to the corpus root)."""
+    import pandas as pd
+
+    from curate.sources import create_source
+
+    display = {s.instance: s.display_url for s in map(create_source, ctx.config.candidates.sources)}
+    rows = [dict(r) for r in ctx.catalog.provenance()]
+    for row in rows:
+        row["url"] = display.get(row["source"], _basename_if_file)(row["url"])
+    columns = ["sha256", "wnid", "source", "url", "page_url", "title", "license", "creator"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _basename_if_file(url: str) -> str:
+    """A ``file://`` URL of a source no longer configured: its file name only, never the curator's path."""
+    return url.rsplit("/", 1)[-1] if url.startswith("file://") else url

@@ -1,19 +1,25 @@
 """``export`` stage: write the dataset in the configured formats, with labels.csv and a datasheet.
 
-Reads: final labels (one class per accepted image), label issues, candidates' provenance, perceptual hashes,
-stage stats. Writes: ``<run_dir>/export/``, built in ``export.incomplete/`` and swapped in only when
-complete (:mod:`curate.atomic`), so the previous export survives any failure or kill and a reader never
-sees half an export. Every writer of ``export.formats`` writes its files into that one folder, so several
-formats are published together by one swap: ``imagenet`` (``train/<wnid>/<wnid>_<n>.JPEG``, ``val/…``,
-``synsets.txt``), ``hf_imagefolder`` (``hf/``) and ``webdataset`` (``webdataset/``). Beside them
-``labels.csv`` (one row per exported image with provenance: URLs of local corpora relative to the corpus
-root, text cells neutralised against spreadsheet formulas), ``datasheet.json`` and ``datasheet.md``.
+Reads: final labels (one class per accepted image), the decisions of the ``review`` stage, label issues,
+candidates' provenance, perceptual hashes, stage stats. Writes: ``<run_dir>/export/``, built in
+``export.incomplete/`` and swapped in only when complete (:mod:`curate.atomic`), so the previous export
+survives any failure or kill and a reader never sees half an export. Every writer of ``export.formats``
+writes its files into that one folder, so several formats are published together by one swap:
+``imagenet`` (``train/<wnid>/<wnid>_<n>.JPEG``, ``val/…``, ``synsets.txt``), ``hf_imagefolder`` (``hf/``)
+and ``webdataset`` (``webdataset/``). Beside them ``labels.csv`` (one row per exported image with provenance:
+URLs of local corpora relative to the corpus root, text cells neutralised against spreadsheet formulas),
+``datasheet.json`` and ``datasheet.md``.
 
-Selection: label issues dropped (when the flags come from a trained backbone), at most
-``max_images_per_class`` per class (highest crowd agreement first, then sha256), classes under
-``min_images_per_class`` left out. Split: per class, stratified and seeded; near duplicates (pHashes
-within ``candidates.quality.near_duplicate_distance`` bits) and the same picture never straddle train and
-val. Failure: an error of a writer discards the half-built export and fails the stage.
+Selection: the decisions applied (drop: left out; relabel: exported under ``new_wnid``; a review still
+pending: left out or kept as ``review.pending`` says; keep, and an image accepted for two classes whose
+second class was decided keep, exported under each), at most ``max_images_per_class`` per class (highest
+crowd agreement first, then sha256), classes under ``min_images_per_class`` left out. labels.csv says per
+image ``given_wnid`` (the class the crowd accepted), ``decision`` (keep, relabel, pending, or empty: no
+issue), ``decision_reason`` and ``label_issue``: the noise stage flagged the label and no decision settled it
+(kept by policy, flags of an untrained backbone, a review still pending, or no review stage run); a label
+the crowd confirmed in review or a relabel is settled. Split: per class, stratified and seeded; near
+duplicates (pHashes within ``candidates.quality.near_duplicate_distance`` bits) and the same picture never
+straddle train and val. Failure: an error of a writer discards the half-built export and fails the stage.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ class ExportConfig(Section):
         description="writers, by name or with settings: [imagenet, hf_imagefolder, webdataset]",
     )
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    drop_label_issues: bool = True
+    drop_label_issues: bool | None = Field(
+        None, description="deprecated: review.policy.label decides (where that is unset: true = drop, false = keep)")
     min_images_per_class: int = Field(1, ge=1)
     # None: every accepted image. With a cap, a class keeps the images the crowd agreed on most
     # (p_true, then sha256 for a reproducible choice among ties).
@@ -63,10 +70,14 @@ class Selection:
     """The images chosen for export and what was left out on the way (for the datasheet)."""
 
     table: pd.DataFrame
-    dropped_label_issues: int = 0
+    dropped_label_issues: int = 0  # flagged images the decisions left out
     label_issues_trusted: bool = True
+    applied: dict[str, int] = field(default_factory=dict)  # what the decisions did to this export
     left_out_over_cap: dict[str, int] = field(default_factory=dict)
     classes_below_minimum: dict[str, int] = field(default_factory=dict)
+
+
+DECISION_COLUMNS = ["given_wnid", "decision", "decision_reason"]
 
 
 class ExportStage(Stage):
@@ -77,8 +88,10 @@ class ExportStage(Stage):
     def fingerprint_inputs(self, ctx: Context) -> object:
         labels = [tuple(r) for r in ctx.catalog.final_labels()]
         issues = sorted(ctx.catalog.issue_shas("label"))
+        decisions = [(r["sha256"], r["wnid"], r["action"], r["new_wnid"], r["reason"]) for r in ctx.catalog.decisions()]
         return {"config": ctx.config.export.model_dump(mode="json"), "labels": fingerprint(labels),
                 "issues": fingerprint(issues), "noise_run": ctx.catalog.last_ok_fingerprint("noise"),
+                "decisions": fingerprint(decisions), "pending": ctx.config.review.pending,
                 "near_duplicate_distance": ctx.config.candidates.quality.near_duplicate_distance}
 
     def run(self, ctx: Context) -> StageResult:
@@ -97,25 +110,29 @@ class ExportStage(Stage):
             write_datasheet(build_datasheet(ctx, table, self._decisions(ctx, selection, groups)), staging)
         counts = table["split"].value_counts()
         stats = {"classes": int(table["wnid"].nunique()), "train": int(counts.get("train", 0)),
-                 "val": int(counts.get("val", 0)), "dropped_label_issues": selection.dropped_label_issues}
+                 "val": int(counts.get("val", 0)), "dropped_label_issues": selection.dropped_label_issues,
+                 **{k: v for k, v in selection.applied.items() if v}}
         return StageResult(stats=stats, outputs={"export": str(ctx.layout.export)})
 
     # ------------------------------------------------------------------ steps
     def _select(self, ctx: Context) -> Selection:
         import pandas as pd
 
+        from curate.stages.common import provenance
+
         cfg = ctx.config.export
-        rows = [dict(r) for r in ctx.catalog.final_labels() if r["rank"] == 1]
+        selection = Selection(pd.DataFrame(), label_issues_trusted=self._issues_trustworthy(ctx))
+        decisions = {(r["sha256"], r["wnid"]): dict(r) for r in ctx.catalog.decisions()}
+        if cfg.drop_label_issues and selection.label_issues_trusted:
+            decisions = undecided_label_issues_dropped(ctx, decisions)
+        rows = [dict(r) for r in ctx.catalog.final_labels()
+                if r["rank"] == 1 or decisions.get((r["sha256"], r["wnid"]), {}).get("action") == "keep"]
         table = pd.DataFrame(rows, columns=["sha256", "wnid", "p_true", "n_votes", "path", "rank"])
         table = table.drop(columns="rank").rename(columns={"path": "store_path"})
-        table["label_issue"] = table["sha256"].isin(ctx.catalog.issue_shas("label"))
-        selection = Selection(table, label_issues_trusted=self._issues_trustworthy(ctx))
-        if cfg.drop_label_issues and not selection.label_issues_trusted:
-            log.warning("export: label issues came from an untrained backbone; flagged images are kept "
-                        "(label_issue column in labels.csv), not dropped")
-        elif cfg.drop_label_issues:
-            selection.dropped_label_issues = int(table["label_issue"].sum())
-            table = table[~table["label_issue"]]
+        table = table.merge(provenance(ctx), on=["sha256", "wnid"], how="left")  # by the class the crowd accepted
+        table, selection.applied = apply_decisions(table, decisions, ctx.catalog.issue_shas("label"),
+                                                   ctx.config.review.pending)
+        selection.dropped_label_issues = selection.applied.pop("dropped_label_issues")
         table, selection.left_out_over_cap = cap_per_class(table, cfg.max_images_per_class)
         counts = table["wnid"].value_counts()
         small = counts[counts < cfg.min_images_per_class]
@@ -123,21 +140,22 @@ class ExportStage(Stage):
             log.warning("export: classes below %d images left out: %s", cfg.min_images_per_class, dict(small))
         selection.classes_below_minimum = {str(k): int(v) for k, v in sorted(small.items())}
         table = table[~table["wnid"].isin(small.index)]
-        table = table.merge(provenance(ctx), on=["sha256", "wnid"], how="left")
         selection.table = table.sort_values(["wnid", "sha256"]).reset_index(drop=True)
         return selection
 
     @staticmethod
     def _issues_trustworthy(ctx: Context) -> bool:
         """Issues found on an untrained backbone (the ``weights_fallback: none`` path) are kept in the
-        export, marked in labels.csv, instead of deleting a random share of the dataset."""
-        noise = ctx.catalog.stage_stats().get("noise", {})
-        return not str(noise.get("backbone", "")).endswith(":none")
+        export (the review stage decides keep for them), marked in labels.csv."""
+        from curate.stages.review import flags_trusted
+
+        return flags_trusted(ctx.catalog.stage_stats())
 
     @staticmethod
     def _decisions(ctx: Context, selection: Selection, groups: list[list[str]]) -> dict[str, Any]:
         return {"dropped_label_issues": selection.dropped_label_issues,
                 "label_issues_trusted": selection.label_issues_trusted,
+                "applied": selection.applied,
                 "left_out_over_cap": selection.left_out_over_cap,
                 "classes_below_minimum": selection.classes_below_minimum,
                 "near_duplicate_distance": ctx.config.candidates.quality.near_duplicate_distance,
@@ -148,6 +166,50 @@ class ExportStage(Stage):
         from curate.tables import write_csv
 
         write_csv(table.drop(columns=["store_path"]), root / "labels.csv")
+
+
+def undecided_label_issues_dropped(ctx: Context, decisions: dict[tuple[str, str], dict[str, Any]]
+                                   ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The deprecated ``export.drop_label_issues: true`` where the review stage decided nothing (it did not
+    run, as in a pipeline that names its stages): label issues are dropped, as before the review stage."""
+    added = {(r["sha256"], r["wnid"]): {"action": "drop", "new_wnid": None, "source": "policy",
+                                        "reason": f"{r['kind']} issue, export.drop_label_issues true (not reviewed)"}
+             for r in ctx.catalog.issues_of(("label",)) if (r["sha256"], r["wnid"]) not in decisions}
+    if added:
+        log.warning("export: %d label issues without a decision dropped (export.drop_label_issues, deprecated: run "
+                    "the review stage, which decides by review.policy)", len(added))
+    return {**decisions, **added}
+
+
+def apply_decisions(table: pd.DataFrame, decisions: dict[tuple[str, str], dict[str, Any]], flagged: set[str],
+                    pending: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The decisions of the review stage applied to the rows (sha256, wnid) they name: drop leaves a row out,
+    relabel moves it to ``new_wnid``, a pending review leaves it out unless ``pending`` is keep. Adds
+    ``label_issue`` (flagged, and not settled by a review or a relabel), ``given_wnid``, ``decision`` and
+    ``decision_reason`` after ``store_path``. Returns the rows and counts of what was done
+    (``dropped_label_issues``: flagged images left out)."""
+    import pandas as pd
+
+    found = pd.Series([decisions.get(key) for key in zip(table["sha256"], table["wnid"], strict=True)],
+                      index=table.index, dtype=object)
+    action = found.map(lambda d: d["action"] if d else "")
+    settled = found.map(lambda d: bool(d) and (d["action"] == "relabel" or (d["source"], d["action"]) ==
+                                               ("review", "keep"))).astype(bool)
+    out = (action == "drop") | ((action == "review") & (pending == "exclude"))
+    is_flagged = table["sha256"].isin(flagged)
+    decided = table.assign(
+        wnid=[d["new_wnid"] if a == "relabel" else w for d, a, w in zip(found, action, table["wnid"], strict=True)],
+        label_issue=is_flagged & ~settled, given_wnid=table["wnid"], decision=action.replace("review", "pending"),
+        decision_reason=found.map(lambda d: d["reason"] if d else ""))
+    pending_rows = int((action == "review").sum())
+    applied = {"dropped": int((action == "drop").sum()), "relabeled": int((action == "relabel").sum()),
+               "pending_excluded": pending_rows if pending == "exclude" else 0,
+               "pending_exported": pending_rows if pending == "keep" else 0,
+               "dropped_label_issues": int((out & is_flagged).sum())}
+    decided = decided[~out].drop_duplicates(["sha256", "wnid"])  # a relabel onto a class the picture already has
+    columns = [c for c in table.columns if c != "label_issue"]
+    at = columns.index("store_path") + 1
+    return decided[[*columns[:at], "label_issue", *DECISION_COLUMNS, *columns[at:]]], applied
 
 
 def cap_per_class(table: pd.DataFrame, cap: int | None) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -246,23 +308,3 @@ def _units(shas: list[str], groups: Iterable[Iterable[str]]) -> list[int]:
             parent[find(sha)] = find(present[0])
     ids: dict[str, int] = {}
     return [ids.setdefault(find(sha), len(ids)) for sha in shas]
-
-
-def provenance(ctx: Context) -> pd.DataFrame:
-    """The first candidate (by id) that brought each (image, class): source, URL, licence, creator.
-    URLs are shown as their source shows them (local corpora: relative to the corpus root)."""
-    import pandas as pd
-
-    from curate.sources import create_source
-
-    display = {s.instance: s.display_url for s in map(create_source, ctx.config.candidates.sources)}
-    rows = [dict(r) for r in ctx.catalog.provenance()]
-    for row in rows:
-        row["url"] = display.get(row["source"], _basename_if_file)(row["url"])
-    columns = ["sha256", "wnid", "source", "url", "page_url", "title", "license", "creator"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _basename_if_file(url: str) -> str:
-    """A ``file://`` URL of a source no longer configured: its file name only, never the curator's path."""
-    return url.rsplit("/", 1)[-1] if url.startswith("file://") else url

@@ -2,8 +2,13 @@
 
 Reads: image files (any format Pillow decodes; converted to RGB) and the backbone. Writes nothing;
 returns a float32 array with one row per path, in the order given. On CUDA it pins host memory,
-copies non-blocking, feeds channels_last batches and runs under float16 autocast; everywhere under
-``torch.inference_mode()``. On failure: an image that cannot be read raises :class:`ImageReadError`
+copies non-blocking, feeds channels_last batches, runs under float16 autocast, and splits a batch that
+does not fit the GPU's memory in halves (the smaller size is kept for the batches after it); everywhere
+under ``torch.inference_mode()``. JPEGs are decoded by libjpeg at the smallest DCT scale that still
+covers the transform's resize (``draft``), so a large photo is never decoded whole only to be shrunk.
+With ``hflip`` every image is also embedded mirrored and the two vectors averaged (test-time
+augmentation: the mirrored tensor is flipped on the device, so it costs a forward pass, not a decode).
+On failure: an image that cannot be read raises :class:`ImageReadError`
 naming the file (the caller decides whether that stops its stage); nothing is partially returned.
 """
 
@@ -35,6 +40,7 @@ class ImageFiles(Dataset):
     def __init__(self, paths: Sequence[Path], transform: Callable[[PIL.Image.Image], torch.Tensor]):
         self.paths = list(paths)
         self.transform = transform
+        self.draft_px = _resize_px(transform)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -43,6 +49,8 @@ class ImageFiles(Dataset):
         path = self.paths[index]
         try:
             with PIL.Image.open(path) as image:
+                if self.draft_px and image.format == "JPEG":
+                    image.draft("RGB", (self.draft_px, self.draft_px))
                 return self.transform(image.convert("RGB"))
         except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
             raise ImageReadError(f"cannot read image {path}: {exc}") from exc
@@ -54,6 +62,7 @@ def embed_images(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: bool = True,
+    hflip: bool = False,
 ) -> np.ndarray:
     """Features of every image as a float32 array of shape (len(paths), backbone.feature_dim)."""
     if not paths:
@@ -65,16 +74,51 @@ def embed_images(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=on_cuda,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
     )
     batches = tqdm(loader, desc=f"embed {backbone.name}", unit="batch", disable=not progress)
-    features = [_embed_batch(batch, backbone, on_cuda) for batch in batches]
-    log.info("embedded %d images with %s", len(paths), backbone.key)
+    fits = _BatchFit(batch_size)
+    features = [fits.embed(batch, backbone, on_cuda, hflip) for batch in batches]
+    log.info("embedded %d images with %s%s", len(paths), backbone.key, " (+ mirrored)" if hflip else "")
     return np.concatenate(features, axis=0)
 
 
+class _BatchFit:
+    """Embeds a batch in pieces of at most ``size`` images, halving ``size`` when CUDA runs out of memory."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def embed(self, batch: torch.Tensor, backbone: Backbone, on_cuda: bool, hflip: bool) -> np.ndarray:
+        while True:
+            try:
+                return np.concatenate([_embed_batch(part, backbone, on_cuda, hflip)
+                                       for part in batch.split(self.size)], axis=0)
+            except torch.cuda.OutOfMemoryError:
+                if self.size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self.size = max(1, self.size // 2)
+                log.warning("embedding: out of GPU memory; batch size lowered to %d", self.size)
+
+
 @torch.inference_mode()
-def _embed_batch(batch: torch.Tensor, backbone: Backbone, on_cuda: bool) -> np.ndarray:
+def _embed_batch(batch: torch.Tensor, backbone: Backbone, on_cuda: bool, hflip: bool = False) -> np.ndarray:
     batch = batch.to(backbone.device, non_blocking=on_cuda, memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
-        output = backbone.model(batch)
-    return output.float().cpu().numpy()
+        output = backbone.model(batch).float()
+        if hflip:
+            output = (output + backbone.model(batch.flip(-1)).float()) / 2
+    return output.cpu().numpy()
+
+
+def _resize_px(transform: Callable) -> int | None:
+    """The shorter side the transform resizes to (torchvision's presets and Resize), if it says."""
+    size = getattr(transform, "resize_size", None)
+    if size is None:
+        steps = getattr(transform, "transforms", [])
+        size = next((getattr(t, "size", None) for t in steps if type(t).__name__ == "Resize"), None)
+    if isinstance(size, list | tuple):
+        size = min(size) if size else None
+    return int(size) if isinstance(size, int) else None
