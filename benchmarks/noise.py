@@ -15,8 +15,9 @@ recall, F1 against ``given != true``) of:
   5 folds, ``prune_by_noise_rate``) on the same L2-normalized embeddings;
 
 on the whole train split and on a harder slice: the five classes a probe trained on the clean labels
-confuses most with each other (images whose given label is one of them; a flip from outside the slice
-is a wrong label the slice cannot name, as in real data). Embeddings are cached under ``.cache/`` per
+confuses most with each other, as a five-class dataset (the images that are one of them and are given
+one of them; a flip to or from another class leaves the slice, so its noise rate is about 4/9 of the
+level's). Embeddings are cached under ``.cache/`` per
 (images, backbone, weights, flip); the first run prints the embedding throughput (images/s, JPEG
 decoding included) with the device, and on CUDA also resnet50's at 224 px.
 """
@@ -142,9 +143,9 @@ def slices(features: np.ndarray, train: pd.DataFrame, seed: int) -> dict[str, li
 
 def score_level(features: np.ndarray, train: pd.DataFrame, level: int, slice_name: str, classes: list[str],
                 seed: int) -> list[dict]:
-    """Scores on the images given one of ``classes`` at this noise level."""
+    """Scores on the images that are, and are given, one of ``classes`` at this noise level."""
     given = train[f"noisy_labels_{level}"].to_numpy()
-    inside = np.isin(given, classes)
+    inside = np.isin(given, classes) & np.isin(train["true"].to_numpy(), classes)
     features, given, true = features[inside], given[inside], train["true"].to_numpy()[inside]
     y = np.array([classes.index(g) for g in given])
     wrong = given != true

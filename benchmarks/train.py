@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curate.labelnoise import find_label_issues, out_of_sample_pred_probs
+from curate.labelnoise import estimate_label_issues
 from curate.modes import MODES, Job, create_mode
 from curate.vision.backbones import Backbone, load_backbone
 from curate.vision.data import ImageData, Split, per_class_subset
@@ -50,10 +50,10 @@ log = logging.getLogger("bench_train")
 # Scratch trains at 128 px, the images' own size, in both. cpu: about 10 minutes on two shared cores with
 # --threads 1; the whole validation split (3,925 images), so that a difference of 1 % is 39 images, not 5.
 PRESETS = {
-    "cpu": {"train_per_class": 100, "val_per_class": 0, "image_size_px": 160, "batch_size": 32,
+    "cpu": {"train_per_class": 100, "val_per_class": 0, "image_size_px": 160, "eval_image_size_px": None, "batch_size": 32,
             "finetune_epochs": 4, "scratch_epochs": 8, "probe_epochs": 30, "val_every": 0,
             "samples_per_class": [5, 20, 80]},
-    "gpu": {"train_per_class": 0, "val_per_class": 0, "image_size_px": 224, "batch_size": 128,
+    "gpu": {"train_per_class": 0, "val_per_class": 0, "image_size_px": 224, "eval_image_size_px": None, "batch_size": 128,
             "finetune_epochs": 10, "scratch_epochs": 40, "probe_epochs": 50, "val_every": 1,
             "samples_per_class": [5, 20, 80, 300, 900]},
 }
@@ -81,6 +81,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-per-class", type=int, help="0: all")
     parser.add_argument("--val-per-class", type=int, help="0: all")
     parser.add_argument("--image-size-px", type=int)
+    parser.add_argument("--eval-image-size-px", type=int, help="fine-tuning's evaluation crop (default: the preset's)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--finetune-epochs", type=int)
     parser.add_argument("--scratch-epochs", type=int)
@@ -143,8 +144,7 @@ def noise_decisions(data: Labelled, features: dict[str, np.ndarray], seed: int) 
     """The cleaned training split (cleanlab's label issues left out) and the flags' precision/recall."""
     x = np.stack([features[k] for k in data.train.keys])
     y = np.asarray(data.train.targets)
-    pred_probs = out_of_sample_pred_probs(x, y, n_folds=5, seed=seed)
-    flagged = find_label_issues(y, pred_probs, data.class_names, filter_by="prune_by_class", seed=seed).table
+    flagged = estimate_label_issues(x, y, data.class_names, seed=seed).table  # the noise stage's defaults
     is_issue = flagged["is_label_issue"].to_numpy()
     wrong = y != np.asarray(data.true_targets)
     hits = int((is_issue & wrong).sum())
@@ -160,7 +160,8 @@ def mode_settings(mode: str, args: argparse.Namespace):
         return MODES.get(mode).Config(epochs=args.probe_epochs)
     common = {"batch_size": args.batch_size, "num_workers": args.num_workers, "val_every": args.val_every}
     if mode == "finetune":
-        return MODES.get(mode).Config(epochs=args.finetune_epochs, image_size_px=args.image_size_px, **common)
+        return MODES.get(mode).Config(epochs=args.finetune_epochs, image_size_px=args.image_size_px,
+                                      eval_image_size_px=args.eval_image_size_px, **common)
     return MODES.get(mode).Config(epochs=args.scratch_epochs, **common)
 
 

@@ -95,7 +95,7 @@ def audit(options: AuditOptions, progress: bool = True, quiet: bool = False) -> 
     validate(data, source="curate audit")  # before anything is written
     pipeline = write_pipeline(options.out, data)
     config = load_config(pipeline)
-    stages = AUDIT_STAGES + (clean_copy_stages(STAGES.names()) if options.clean_copy else [])
+    stages = AUDIT_STAGES + (CLEAN_COPY_STAGES if options.clean_copy else [])
     with open_run(config, progress=progress, resume_command=options.command(), quiet=quiet) as ctx:
         run_pipeline(ctx, STAGES, only=stages)
         return summarize(ctx, exported=options.clean_copy)
@@ -143,7 +143,6 @@ def scan(source: dict[str, Any]) -> tuple[dict[str, int], str]:
 
 def build_pipeline(options: AuditOptions, source: dict[str, Any], labels: dict[str, int]) -> dict[str, Any]:
     """The audit's pipeline as a YAML-ready mapping."""
-    from curate.stages import STAGES
 
     noise = {"backbone": options.backbone, "device": options.device, "batch_size": options.batch_size,
              "weights": weights_spec(options.weights, Path.cwd()) if options.weights else None}
@@ -159,21 +158,15 @@ def build_pipeline(options: AuditOptions, source: dict[str, Any], labels: dict[s
         },
         "annotate": {"backend": "given", "votes_per_image": 1, "max_votes_per_image": 1},
         "noise": {k: v for k, v in noise.items() if v is not None},
-        **clean_copy_sections(STAGES.names()),
+        **CLEAN_COPY_SECTIONS,
     }
 
 
-def clean_copy_stages(stages: list[str]) -> list[str]:
-    """The stages after ``noise`` that write the cleaned copy: ``review`` decides, ``export`` applies."""
-    return [s for s in ("review", "export") if s in stages]
-
-
-def clean_copy_sections(stages: list[str]) -> dict[str, Any]:
-    """Flagged labels dropped (the given labels cannot be reviewed by people), every image in ``train``."""
-    export: dict[str, Any] = {"formats": ["imagenet"], "val_fraction": 0.0}
-    if "review" not in stages:
-        return {"export": {**export, "drop_label_issues": True}}
-    return {"review": {"policy": {"label": "drop"}}, "export": export}
+# The stages after ``noise`` that write the cleaned copy: ``review`` decides, ``export`` applies. Flagged
+# labels are dropped (the given labels cannot be reviewed by people); every image goes to ``train``.
+CLEAN_COPY_STAGES = ["review", "export"]
+CLEAN_COPY_SECTIONS: dict[str, Any] = {"review": {"policy": {"label": "drop"}},
+                                       "export": {"formats": ["imagenet"], "val_fraction": 0.0}}
 
 
 def write_pipeline(out: Path, data: dict[str, Any]) -> Path:
@@ -181,10 +174,9 @@ def write_pipeline(out: Path, data: dict[str, Any]) -> Path:
     path = out / PIPELINE_NAME
     _check_out(out, path, data)
     out.mkdir(parents=True, exist_ok=True)
-    from curate.stages import STAGES
 
     only = " ".join(f"--only {s}" for s in AUDIT_STAGES)
-    clean = " ".join(f"--only {s}" for s in clean_copy_stages(STAGES.names()))
+    clean = " ".join(f"--only {s}" for s in CLEAN_COPY_STAGES)
     header = ("# Written by `curate audit`: the labels of the dataset under candidates.sources, judged as given.\n"
               f"# Resume or re-run the audit with the same curate audit command, or: curate run {path} {only}\n"
               f"# (add {clean} for the cleaned copy in export/; a plain `curate run` also benchmarks it).\n")

@@ -131,3 +131,14 @@ def test_compare_noisy_when_the_export_kept_untrusted_flags(tmp_path: Path):
     assert compared["flagged_dropped_by_export"] == 0
     assert compared["noisy"]["n_train"] == len(train)
     assert compared["cleaned"]["n_train"] == sum(row["label_issue"] == "False" for row in train)
+
+
+def test_compare_noisy_puts_relabelled_images_back_under_their_given_class():
+    import pandas as pd
+
+    from curate.stages.benchmark import _relabelled_from
+
+    table = pd.DataFrame({"sha256": ["a", "b", "c"], "wnid": ["n2", "n2", "n1"], "given_wnid": ["n1", "n2", "n1"],
+                          "decision": ["relabel", "keep", float("nan")]})
+    assert _relabelled_from(table, {"n1": 0, "n2": 1}) == {"a": 0}
+    assert _relabelled_from(table.drop(columns="decision"), {"n1": 0, "n2": 1}) == {}

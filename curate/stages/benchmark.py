@@ -281,11 +281,21 @@ def label_sets_of(ctx: Context, export: Path, data: ImageData) -> LabelSets:
                and r["wnid"] in class_to_idx]
     keys = data.train.keys or [None] * len(data.train)
     clean_idx = [i for i, key in enumerate(keys) if key not in kept_flagged]
+    relabelled = _relabelled_from(table, class_to_idx)  # noisy: back under the class the crowd gave them
+    given_targets = [relabelled.get(key, target) for key, target in zip(keys, data.train.targets, strict=True)]
     noisy = Split(data.train.paths + [ctx.layout.stored(r["path"]) for r in dropped],
-                  data.train.targets + [class_to_idx[r["wnid"]] for r in dropped],
+                  given_targets + [class_to_idx[r["wnid"]] for r in dropped],
                   (data.train.keys + [r["sha256"] for r in dropped]) if data.train.keys is not None else None)
     if not dropped and not kept_flagged:
         log.warning("benchmark: compare_noisy: the noise stage flagged no training image; noisy = cleaned labels")
     log.info("benchmark: noisy labels %d training images (%d label issues dropped by the export added back), "
              "cleaned %d", len(noisy), len(dropped), len(clean_idx))
     return LabelSets(noisy, data.train.subset(clean_idx), len(dropped) + len(kept_flagged), len(dropped))
+
+
+def _relabelled_from(table, class_to_idx: dict[str, int]) -> dict[str, int]:
+    """sha256 -> index of the class an image had before the review relabelled it (labels.csv)."""
+    if "decision" not in table.columns or "given_wnid" not in table.columns:
+        return {}
+    moved = table[(table["decision"].astype(str) == "relabel") & table["given_wnid"].isin(list(class_to_idx))]
+    return {sha: class_to_idx[wnid] for sha, wnid in zip(moved["sha256"], moved["given_wnid"], strict=True)}
