@@ -49,12 +49,17 @@ log = logging.getLogger("bench_train")
 # Per preset: data sizes (0: all), the fine-tuning's image size, epochs, how often to evaluate (0: at the end).
 # Scratch trains at 128 px, the images' own size, in both. cpu: about 10 minutes on two shared cores with
 # --threads 1; the whole validation split (3,925 images), so that a difference of 1 % is 39 images, not 5.
+# cpu fine-tunes at 160 px and evaluates at 224 px: a network trained on random resized crops sees objects
+# larger than a centre crop of the same size shows them, so it is best tested at a higher resolution
+# (Touvron et al. 2019, "Fixing the train-test resolution discrepancy"). Cleaned labels, 100 per class,
+# same run: linear probe 0.944; fine-tuning 4 epochs at 160/160 px 0.932, 160/224 0.944, 192/224 0.943,
+# 6 epochs at 160/224 0.949.
 PRESETS = {
-    "cpu": {"train_per_class": 100, "val_per_class": 0, "image_size_px": 160, "eval_image_size_px": None, "batch_size": 32,
-            "finetune_epochs": 4, "scratch_epochs": 8, "probe_epochs": 30, "val_every": 0,
+    "cpu": {"train_per_class": 100, "val_per_class": 0, "image_size_px": 160, "eval_image_size_px": 224,
+            "batch_size": 32, "finetune_epochs": 6, "scratch_epochs": 8, "probe_epochs": 30, "val_every": 0,
             "samples_per_class": [5, 20, 80]},
-    "gpu": {"train_per_class": 0, "val_per_class": 0, "image_size_px": 224, "eval_image_size_px": None, "batch_size": 128,
-            "finetune_epochs": 10, "scratch_epochs": 40, "probe_epochs": 50, "val_every": 1,
+    "gpu": {"train_per_class": 0, "val_per_class": 0, "image_size_px": 224, "eval_image_size_px": None,
+            "batch_size": 128, "finetune_epochs": 10, "scratch_epochs": 40, "probe_epochs": 50, "val_every": 1,
             "samples_per_class": [5, 20, 80, 300, 900]},
 }
 

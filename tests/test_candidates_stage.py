@@ -67,7 +67,7 @@ def test_malformed_responses_and_foreign_file_urls_become_statuses(pipeline_file
     rejected = {f"http://127.0.0.1:{port}/huge.png"}
     assert all(web[u]["status"] == ("rejected" if u in rejected else "failed") and web[u]["error"] for u in failed), \
         {u: dict(web[u]) for u in failed}
-    assert "only allowed for the local source" in web[outside.as_uri()]["error"]
+    assert "only allowed for sources of local files" in web[outside.as_uri()]["error"]
     for path, reason in REASONS.items():
         assert reason_of(web[f"http://127.0.0.1:{port}{path}"]["error"]) == reason, path
     assert again.nothing_to_do
