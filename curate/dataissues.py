@@ -107,7 +107,8 @@ def _near_duplicate_groups(flagged: pd.DataFrame) -> dict[int, int]:
 def _check_summary(lab, kind: str) -> dict:
     if kind == "non_iid":
         p_value = float(lab.get_info("non_iid")["p-value"])
-        verdict = ("the images' features drift along the collection order" if p_value < NON_IID_P
+        verdict = ("the images' features drift along the collection order (a query, page or source brings "
+                   "other pictures than the ones before it)" if p_value < NON_IID_P
                    else "no sign of drift along the collection order")
         return {"score": p_value, "summary": f"p-value {p_value:.3g}: {verdict}"}
     found = lab.get_issues(kind)
