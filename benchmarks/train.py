@@ -47,7 +47,7 @@ log = logging.getLogger("bench_train")
 
 # Per preset: data sizes, image size and epochs. gpu: every image, 224 px, longer schedules.
 # Per preset: data sizes (0: all), the fine-tuning's image size, epochs, how often to evaluate (0: at the end).
-# Scratch trains at 128 px, the images' own size, in both. cpu: about 10 minutes on two shared cores with
+# Scratch trains at 128 px, the images' own size, in both. cpu: about 14 minutes on two shared cores with
 # --threads 1; the whole validation split (3,925 images), so that a difference of 1 % is 39 images, not 5.
 # cpu fine-tunes at 160 px and evaluates at 224 px: a network trained on random resized crops sees objects
 # larger than a centre crop of the same size shows them, so it is best tested at a higher resolution
