@@ -108,7 +108,7 @@ def out_of_sample_pred_probs(
     pred_probs = np.zeros((len(labels), num_classes), dtype=np.float64)
     for train_idx, held_out_idx in tqdm(folds, total=n_splits, desc="cross-validate", disable=not progress):
         train_idx = _trainable(train_idx[keep[train_idx]], train_idx, labels)
-        model = _probe(C, seed).fit(features[train_idx], labels[train_idx])
+        model = linear_probe(C, seed).fit(features[train_idx], labels[train_idx])
         pred_probs[np.ix_(held_out_idx, model.classes_)] = model.predict_proba(features[held_out_idx])
     log.info("out-of-sample probabilities: %d samples, %d classes, %d folds",
              len(labels), num_classes, n_splits)
@@ -174,7 +174,7 @@ def _trainable(kept: np.ndarray, fold: np.ndarray, labels: np.ndarray) -> np.nda
     return np.union1d(kept, fold[np.isin(labels[fold], short)])
 
 
-def _probe(C: float, seed: int) -> Pipeline:  # noqa: N803
+def linear_probe(C: float, seed: int) -> Pipeline:  # noqa: N803
     """L2-normalize the embeddings, then logistic regression.
 
     No standardization on purpose: scaling every dimension to unit variance inflates the many

@@ -109,6 +109,7 @@ def test_audit_end_to_end_report_clean_copy_and_resume(tmp_path: Path, capsys: p
     rows = read_issues(out)
     assert rows and {r["given_label"] for r in rows} <= set(SHAPES)
     assert {r["caption"] for r in rows} == set(relative_paths(rows, data))
+    assert "votes" not in rows[0]  # the given labels are no crowd's votes
     assert sorted(p.name for p in (out / "export" / "train").iterdir()) == sorted(SHAPES)
     assert not (out / "export" / "val").exists()
 

@@ -52,7 +52,7 @@ def verification_scores(
 ) -> dict[tuple[str, str], float]:
     """(sha256, wnid) -> P(image shows wnid) for every image of ``shas`` and every class of ``wnids``
     the model could learn (at least two labelled images)."""
-    from curate.labelnoise import _probe, out_of_sample_pred_probs
+    from curate.labelnoise import linear_probe, out_of_sample_pred_probs
 
     if len(shas) != len(features):
         raise ValueError(f"{len(shas)} images but {len(features)} feature rows")
@@ -66,7 +66,7 @@ def verification_scores(
     probs = np.zeros((len(shas), len(classes)))
     probs[labelled] = out_of_sample_pred_probs(features[labelled], y, seed=seed)
     if not labelled.all():
-        model = _probe(1.0, seed).fit(features[labelled], y)
+        model = linear_probe(1.0, seed).fit(features[labelled], y)
         probs[np.ix_(~labelled, model.classes_)] = model.predict_proba(features[~labelled])
     temperature = fit_temperature(probs[labelled], y)
     probs = _scaled(probs, temperature)

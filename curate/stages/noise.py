@@ -193,11 +193,12 @@ class NoiseStage(Stage):
 
         from curate.crowd.aggregate import group_votes
         from curate.crowd.crowdlab import Crowdlab
+        from curate.crowd.given import ANNOTATOR as GIVEN
 
         annotators = [dict(r) for r in ctx.catalog.annotator_stats()]
         tasks = group_votes(ctx.catalog.vote_table(complete_only=False))
-        if not tasks:
-            return None, annotators
+        if not tasks or {a for t in tasks.values() for a, _ in t.answers} == {GIVEN}:
+            return None, annotators  # no crowd voted (an audit's given labels are no votes)
         column = {w: k for k, w in enumerate(result.class_summary["label"])}
         row = {sha: i for i, sha in enumerate(table["sha256"])}
         scores = {(sha, wnid): float(result.pred_probs[row[sha], column[wnid]])
