@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-download clean-runs labelstudio browser
+.PHONY: setup demo test lint bench bench-download bench-noise bench-train bench-crowd clean-runs labelstudio browser
 
 setup: $(STAMP)
 	$(BIN)/curate setup
@@ -29,6 +29,16 @@ lint: $(STAMP)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_embed.py
+
+# these three read Imagenette and MobileNetV2 weights from ../shared (see the README)
+bench-noise: setup
+	$(BIN)/python benchmarks/noise.py
+
+bench-train: setup
+	$(BIN)/python benchmarks/train.py --threads 1
+
+bench-crowd: setup
+	$(BIN)/python benchmarks/crowd.py
 
 # img2dataset, the baseline of the download benchmark, lives in its own environment (not a dependency).
 .venv-bench/bin/img2dataset:
