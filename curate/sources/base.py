@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from curate.errors import CurateError
 from curate.registry import Plugin, Registry
@@ -77,6 +78,15 @@ class Source(Plugin):
 
     def search(self, query: Query, limit: int) -> list[SearchHit]:
         raise NotImplementedError
+
+
+def path_below(url: str, root: Path) -> str:
+    """A ``file://`` URL as its path relative to ``root`` (its file name when it lies elsewhere); other
+    URLs unchanged. Sources of local files show their URLs so: exports carry no curator's paths."""
+    if not url.startswith("file://"):
+        return url
+    path = Path(unquote(urlparse(url).path))
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
 
 
 SOURCES: Registry[type[Source]] = Registry("image source")

@@ -35,14 +35,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlparse
 
 from pydantic import Field
 
 from curate.config import Section
 from curate.errors import ConfigError
 from curate.http import FileRoot
-from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source
+from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source, path_below
 from curate.sources.local import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -101,10 +100,7 @@ class ImageFolderSource(Source):
 
     def display_url(self, url: str) -> str:
         """``file://`` URLs as paths relative to ``root``: exports carry no curator's paths."""
-        if not url.startswith("file://"):
-            return url
-        path = Path(unquote(urlparse(url).path))
-        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
+        return path_below(url, self.root)
 
     def search(self, query: Query, limit: int) -> list[SearchHit]:
         self.entries()

@@ -46,7 +46,7 @@ def cached_embeddings(ctx: Any, backbone: Backbone, shas: list[str], chunk: int 
     settings shares them."""
     from curate.vision.embed import embed_images
 
-    hflip = bool(getattr(ctx.config.noise, "test_time_flip", False))
+    hflip = ctx.config.noise.test_time_flip
     key = embedding_key(backbone, hflip)
     cached = ctx.catalog.embeddings(key, shas)
     missing = [s for s in dict.fromkeys(shas) if s not in cached]
