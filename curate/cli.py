@@ -7,7 +7,9 @@ Exit codes: 0 ok, 1 a stage failed (the message says how to resume), 2 bad input
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -92,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("error")
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader went away (`curate report RUN | head`): stop quietly, as Unix tools do
+        with contextlib.suppress(OSError, ValueError):  # nothing more reaches the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a bug: say so plainly; the log file (and --debug) keep the traceback
         log.debug("unexpected error", exc_info=True)
         if args.debug:

@@ -87,3 +87,15 @@ def test_the_command_imports_no_pandas_or_matplotlib(run_dir: Path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     loaded = {m.split(".")[0] for m in out.splitlines()[-1].split()}
     assert not loaded & {"pandas", "matplotlib", "torch", "PIL", "jinja2"}
+
+
+
+def test_a_reader_that_goes_away_is_no_error(run_dir: Path):
+    """`curate report RUN | head -1`: the pipe closes early; no traceback, no "internal error"."""
+    script = ("import sys\nfrom curate.cli import main\n"
+              "class Closed:\n    def write(self, text): raise BrokenPipeError(32, 'Broken pipe')\n"
+              "    def flush(self): pass\n    def fileno(self): return sys.__stdout__.fileno()\n"
+              f"sys.stdout = Closed()\nsys.exit(main(['report', {str(run_dir)!r}]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 141
+    assert done.stderr == ""
