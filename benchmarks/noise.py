@@ -2,7 +2,7 @@
 scored against known flips; and embedding throughput.
 
     python benchmarks/noise.py [--data DIR] [--weights PATH] [--backbone mobilenet_v2] [--noise 5 25 50]
-                               [--test-time-flip] [--device auto] [--limit N]
+                               [--test-time-flip] [--no-region-views] [--device auto] [--limit N]
 
 Data: an Imagenette-style folder (``train/<wnid>/*.JPEG`` and ``noisy_imagenette.csv`` with fastai's
 ``noisy_labels_{5,25,50}`` columns; the folder is the true label). Defaults read
@@ -10,15 +10,16 @@ Data: an Imagenette-style folder (``train/<wnid>/*.JPEG`` and ``noisy_imagenette
 weights-from-a-file option a user has). For every noise level it scores the flagged set (precision,
 recall, F1 against ``given != true``) of:
 
-- ``curate``: :func:`curate.labelnoise.estimate_label_issues` with the noise stage's defaults;
+- ``curate``: :func:`curate.labelnoise.estimate_label_issues` with the noise stage's defaults (region
+  views on: the embedding and its four corner windows, from one forward pass);
 - ``cleanlab defaults``: ``cleanlab.classification.CleanLearning()`` (its default logistic regression,
-  5 folds, ``prune_by_noise_rate``) on the same L2-normalized embeddings;
+  5 folds, ``prune_by_noise_rate``) on the same L2-normalized embeddings (view 0, the ordinary one);
 
 on the whole train split and on a harder slice: the five classes a probe trained on the clean labels
 confuses most with each other, as a five-class dataset (the images that are one of them and are given
 one of them; a flip to or from another class leaves the slice, so its noise rate is about 4/9 of the
 level's). Embeddings are cached under ``.cache/`` per
-(images, backbone, weights, flip); the first run prints the embedding throughput (images/s, JPEG
+(images, backbone, weights, flip, region views); the first run prints the embedding throughput (images/s, JPEG
 decoding included) with the device, and on CUDA also resnet50's at 224 px.
 """
 
@@ -69,6 +70,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--noise", type=int, nargs="+", default=[5, 25, 50])
     parser.add_argument("--test-time-flip", action="store_true")
+    parser.add_argument("--no-region-views", dest="region_views", action="store_false",
+                        help="one embedding per image (the noise stage's region_views: false)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
@@ -91,14 +94,16 @@ def read_split(data: Path, limit: int) -> pd.DataFrame:
 def embeddings(args: argparse.Namespace, train: pd.DataFrame) -> np.ndarray:
     backbone = load_backbone(args.backbone, args.weights, args.device)
     listing = hashlib.sha256("\n".join(train["path"]).encode()).hexdigest()[:12]
-    key = f"{backbone.key}{'+hflip' if args.test_time_flip else ''}-{listing}".replace(":", "_")
+    views = f"{'+hflip' if args.test_time_flip else ''}{'+regions' if args.region_views else ''}"
+    key = f"{backbone.key}{views}-{listing}".replace(":", "_")
     cache = ROOT / ".cache" / "bench-noise" / f"{key}.npy"
     if cache.is_file():
         print(f"embeddings: cached ({cache.name})")
         return np.load(cache)
-    features, rate = timed_embedding(train["file"].tolist(), backbone, args)
+    features, rate = timed_embedding(train["file"].tolist(), backbone, args, regions=args.region_views)
     print(f"embedding throughput: {rate:,.0f} images/s, {backbone.key} on {device_name(backbone.device)}, "
-          f"batch {args.batch_size}, {args.workers} decoding workers{', + mirrored' if args.test_time_flip else ''}")
+          f"batch {args.batch_size}, {args.workers} decoding workers{', + mirrored' if args.test_time_flip else ''}"
+          f"{', + region views' if args.region_views else ''}")
     if backbone.device.type == "cuda":
         resnet = load_backbone("resnet50", "none", args.device)
         _, rate = timed_embedding(train["file"].tolist(), resnet, args, batch_size=256)
@@ -109,11 +114,13 @@ def embeddings(args: argparse.Namespace, train: pd.DataFrame) -> np.ndarray:
     return features
 
 
-def timed_embedding(files, backbone, args, batch_size: int | None = None) -> tuple[np.ndarray, float]:
+def timed_embedding(files, backbone, args, batch_size: int | None = None,
+                    regions: bool = False) -> tuple[np.ndarray, float]:
     embed_images(files[:64], backbone, batch_size=32, progress=False)  # warm-up: kernels, caches
     start = time.perf_counter()
     features = embed_images(files, backbone, batch_size=batch_size or args.batch_size, num_workers=args.workers,
-                            progress=False, hflip=args.test_time_flip)
+                            progress=False, hflip=args.test_time_flip,
+                            regions=regions)
     return features, len(files) / (time.perf_counter() - start)
 
 
@@ -127,7 +134,7 @@ def slices(features: np.ndarray, train: pd.DataFrame, seed: int) -> dict[str, li
     """All images, and those given one of the five classes most confused with each other on clean labels."""
     classes = sorted(train["true"].unique())
     y = train["true"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    probs = out_of_sample_pred_probs(features, y, seed=seed)
+    probs = out_of_sample_pred_probs(_first_view(features), y, seed=seed)
     confusion = np.zeros((len(classes), len(classes)))
     np.add.at(confusion, y, probs)
     np.fill_diagonal(confusion, 0)
@@ -154,8 +161,14 @@ def score_level(features: np.ndarray, train: pd.DataFrame, level: int, slice_nam
     ours = estimate_label_issues(features, y, classes, seed=seed).table["is_label_issue"].to_numpy()
     rows.append(scored("curate", ours, wrong, start, slice_name, level))
     start = time.perf_counter()
-    rows.append(scored("cleanlab defaults", cleanlab_defaults(features, y, seed), wrong, start, slice_name, level))
+    rows.append(scored("cleanlab defaults", cleanlab_defaults(_first_view(features), y, seed), wrong, start,
+                       slice_name, level))
     return rows
+
+
+def _first_view(features: np.ndarray) -> np.ndarray:
+    """The ordinary embedding: view 0 of region views, or the features themselves."""
+    return features[:, 0] if features.ndim == 3 else features
 
 
 def cleanlab_defaults(features: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:

@@ -136,11 +136,12 @@ def load_data(args: argparse.Namespace) -> Labelled:
 
 
 def embed_all(data: Labelled, backbone: Backbone, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """Frozen-backbone features of every image by key: the noise decisions and the linear probe share them."""
+    """Frozen-backbone features of every image by key, with region views (the noise stage's default):
+    the noise decisions use every view, the linear probe view 0 (the ordinary embedding)."""
     paths, keys = data.train.paths + data.val.paths, data.train.keys + data.val.keys
     started = time.perf_counter()
     features = embed_images(paths, backbone, batch_size=64, num_workers=args.num_workers or 0,
-                            progress=args.progress)
+                            progress=args.progress, regions=True)
     log.info("embedded %d images in %.1f s", len(paths), time.perf_counter() - started)
     return dict(zip(keys, features, strict=True))
 
@@ -202,7 +203,7 @@ def main(args: argparse.Namespace) -> None:
           f"{noise['wrong_labels_after_cleaning']} wrong labels left", flush=True)
 
     def embed(split: Split) -> np.ndarray:
-        return np.stack([features[k] for k in split.keys])
+        return np.stack([features[k][0] for k in split.keys])
 
     noisy_data = ImageData(data.class_names, data.train, data.val, embed)
     cleaned_data = noisy_data.with_train(cleaned)

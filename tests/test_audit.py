@@ -284,7 +284,8 @@ def test_audit_finds_the_flipped_labels_of_imagenette(tmp_path: Path, capsys: py
     precision, recall = precision_recall(flagged, flipped)
     print(f"\naudit of imagenette-mini, 25 % noise: flagged {len(flagged)}, precision {precision:.3f}, "
           f"recall {recall:.3f}")
-    assert precision >= 0.9 and recall >= 0.9
+    # benchmarks/noise.py at 25 %: precision 0.972, recall 0.989 (this run: 0.985 / 0.981)
+    assert precision >= 0.95 and recall >= 0.95
     assert yaml.safe_load((out / "pipeline.yaml").read_text())["annotate"]["backend"] == "given"
     assert len(list((out / "export" / "train").rglob("*.JPEG"))) == 1000 - len(flagged)  # the clean copy
 

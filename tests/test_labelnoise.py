@@ -53,6 +53,33 @@ def test_pred_probs_are_out_of_sample():
     assert (held_out == labels).mean() < 0.7
 
 
+def test_views_of_an_image_stay_in_its_fold():
+    """Each image's views are near copies of one random vector: if a view of a held-out image were in a
+    training fold, the probe would recognise the image and its random label."""
+    rng = np.random.default_rng(0)
+    base, labels = rng.normal(size=(120, 300)), rng.integers(0, 2, 120)
+    views = base[:, None, :] + 0.01 * rng.normal(size=(120, 3, 300))
+    held_out = out_of_sample_pred_probs(views, labels, n_folds=5, C=100)
+    assert held_out.shape == (120, 2)
+    assert (held_out.argmax(axis=1) == labels).mean() < 0.7
+
+
+def test_every_view_is_scored_not_only_the_first():
+    """View 0 is noise and view 1 carries the class: the flips are found only if view 1 counts."""
+    features, truth = blobs()
+    noisy, flipped = flip(truth, 12)
+    rng = np.random.default_rng(1)
+    views = np.stack([rng.normal(size=features.shape), features], axis=1)
+    with_views = find_label_issues(noisy, out_of_sample_pred_probs(views, noisy), NAMES).table
+    first_only = find_label_issues(noisy, out_of_sample_pred_probs(views[:, 0], noisy), NAMES).table
+    found = set(np.flatnonzero(with_views["is_label_issue"]))
+    assert found >= set(flipped) and len(found) <= 15  # a view of pure noise dilutes, but does not hide
+    guessed = set(np.flatnonzero(first_only["is_label_issue"]))
+    assert len(guessed & set(flipped)) < 0.5 * len(guessed)  # view 0 alone: guesswork
+    with pytest.raises(ValueError, match="views"):
+        out_of_sample_pred_probs(views[:, :, :, None], noisy)
+
+
 def test_folds_shrink_to_the_smallest_class_and_tiny_classes_are_refused():
     features, labels = blobs(per_class=10)
     labels = np.concatenate([labels[:20], labels[20:23]])  # class 2 keeps 3 images: 3 folds

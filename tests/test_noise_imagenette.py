@@ -64,7 +64,7 @@ def check_noise_stage(ctx, tmp_path: Path) -> None:
     assert precision >= 0.8 and recall >= 0.8
     assert result.stats["label_issues"] == len(flagged)
     assert (tmp_path / "run" / "report" / "index.html").is_file()
-    assert len(ctx.catalog.embeddings(result.stats["backbone"], list(flipped))) == 1000
+    assert len(ctx.catalog.embeddings(result.stats["embeddings"], list(flipped))) == 1000
 
     again = run_stage(NoiseStage(), ctx)  # same labels and config: nothing recomputed
     assert again.nothing_to_do

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import CAT, DOG, MOUSE, draw_image, pipeline_dict, write_pipeline
@@ -69,17 +70,29 @@ def test_a_rerun_embeds_only_the_images_that_arrived_since(ctx, monkeypatch):
     result = run_stage(NoiseStage(), ctx)
     assert sum(embedded) == len(later) == 6  # only the new ones
     assert result.stats["images"] == 24
-    assert len(ctx.catalog.embeddings(result.stats["backbone"], first + later)) == 24
+    assert result.stats["embeddings"] == f"{result.stats['backbone']}+regions"
+    assert len(ctx.catalog.embeddings(result.stats["embeddings"], first + later)) == 24
 
 
-def test_test_time_flip_is_cached_apart_from_plain_embeddings(ctx):
+def test_test_time_flip_and_region_views_are_cached_apart(ctx):
     shas = ingest(ctx, per_class=6)
-    plain = run_stage(NoiseStage(), ctx).stats["backbone"]
+    stats = run_stage(NoiseStage(), ctx).stats
+    backbone, regions = stats["backbone"], stats["embeddings"]
+    assert stats["views_per_image"] == 5
     ctx.config.noise.test_time_flip = True
     run_stage(NoiseStage(), ctx)
-    flipped = ctx.catalog.embeddings(f"{plain}+hflip", shas)
+    flipped = ctx.catalog.embeddings(f"{backbone}+hflip+regions", shas)
     assert len(flipped) == 18
-    assert flipped[shas[0]] != ctx.catalog.embeddings(plain, shas[:1])[shas[0]]
+    assert flipped[shas[0]] != ctx.catalog.embeddings(regions, shas[:1])[shas[0]]
+
+    ctx.config.noise.test_time_flip = False
+    ctx.config.noise.region_views = False
+    stats = run_stage(NoiseStage(), ctx).stats
+    assert stats["embeddings"] == backbone and stats["views_per_image"] == 1
+    one = np.frombuffer(ctx.catalog.embeddings(backbone, shas[:1])[shas[0]], dtype=np.float32)
+    five = np.frombuffer(ctx.catalog.embeddings(regions, shas[:1])[shas[0]], dtype=np.float32)
+    assert len(five) == 5 * len(one)
+    assert np.allclose(five[: len(one)], one, atol=1e-4)  # view 0 is the ordinary embedding
 
 
 def test_near_duplicates_and_outliers_are_stored_and_reported(ctx):

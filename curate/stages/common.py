@@ -34,20 +34,25 @@ def load_backbone_with_fallback(name: str, weights: str, fallback: str | None, d
         return load_backbone(name, fallback, device)
 
 
-def embedding_key(backbone: Backbone, hflip: bool) -> str:
-    """The catalog's key for one way of embedding: backbone, weights (``backbone.key``) and augmentation."""
-    return f"{backbone.key}+hflip" if hflip else backbone.key
+def embedding_key(backbone: Backbone, hflip: bool, regions: bool = False) -> str:
+    """The catalog's key for one way of embedding: backbone, weights (``backbone.key``), augmentation and
+    region views."""
+    return f"{backbone.key}{'+hflip' if hflip else ''}{'+regions' if regions else ''}"
 
 
-def cached_embeddings(ctx: Any, backbone: Backbone, shas: list[str], chunk: int = 256) -> np.ndarray:
+def cached_embeddings(ctx: Any, backbone: Backbone, shas: list[str], chunk: int = 256,
+                      all_views: bool = False) -> np.ndarray:
     """Embeddings of the stored images ``shas`` (one row each, in order), computed where the catalog has
-    none for this backbone, weights and ``noise.test_time_flip``, and saved per chunk, so an interrupted
-    run keeps what it computed, a rerun embeds only new images, and every stage that embeds with the same
-    settings shares them."""
+    none for this backbone, weights, ``noise.test_time_flip`` and ``noise.region_views``, and saved per
+    chunk, so an interrupted run keeps what it computed, a rerun embeds only new images, and every stage
+    that embeds with the same settings shares them. (N, D), the ordinary embedding; with ``all_views``
+    and region views on, (N, 5, D) (:mod:`curate.vision.views`)."""
     from curate.vision.embed import embed_images
+    from curate.vision.views import NUM_VIEWS, supports_region_views
 
     hflip = ctx.config.noise.test_time_flip
-    key = embedding_key(backbone, hflip)
+    regions = ctx.config.noise.region_views and supports_region_views(backbone)
+    key = embedding_key(backbone, hflip, regions)
     cached = ctx.catalog.embeddings(key, shas)
     missing = [s for s in dict.fromkeys(shas) if s not in cached]
     log.info("%d embeddings cached, %d to compute with %s on %s", len(cached), len(missing), key,
@@ -56,11 +61,16 @@ def cached_embeddings(ctx: Any, backbone: Backbone, shas: list[str], chunk: int 
         part = missing[start : start + chunk]
         vectors = embed_images([ctx.store.path(s) for s in part], backbone, batch_size=ctx.config.noise.batch_size,
                                num_workers=ctx.config.noise.num_workers, progress=ctx.progress_enabled,
-                               hflip=hflip)
+                               hflip=hflip, regions=regions)
         blobs = {s: v.astype(np.float32).tobytes() for s, v in zip(part, vectors, strict=True)}
-        ctx.catalog.add_embeddings(key, backbone.feature_dim, blobs)
+        ctx.catalog.add_embeddings(key, backbone.feature_dim * (NUM_VIEWS if regions else 1), blobs)
         cached.update(blobs)
-    return np.stack([np.frombuffer(cached[s], dtype=np.float32) for s in shas])
+    features = np.stack([np.frombuffer(cached[s], dtype=np.float32) for s in shas]) if shas else \
+        np.zeros((0, backbone.feature_dim * (NUM_VIEWS if regions else 1)), dtype=np.float32)
+    if not regions:
+        return features
+    views = features.reshape(len(shas), NUM_VIEWS, backbone.feature_dim)
+    return views if all_views else views[:, 0]
 
 
 def provenance(ctx: Any) -> pd.DataFrame:

@@ -8,6 +8,8 @@ under ``torch.inference_mode()``. JPEGs are decoded by libjpeg at the smallest D
 covers the transform's resize (``draft``), so a large photo is never decoded whole only to be shrunk.
 With ``hflip`` every image is also embedded mirrored and the two vectors averaged (test-time
 augmentation: the mirrored tensor is flipped on the device, so it costs a forward pass, not a decode).
+With ``regions`` each image gets ``(1 + 4, D)`` vectors from the same forward pass: the ordinary
+embedding, then its four corner windows (:mod:`curate.vision.views`).
 On failure: an image that cannot be read raises :class:`ImageReadError`
 naming the file (the caller decides whether that stops its stage); nothing is partially returned.
 """
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 
 from curate.errors import CurateError
 from curate.vision.backbones import Backbone
+from curate.vision.views import MIRRORED, NUM_VIEWS, region_model
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +66,16 @@ def embed_images(
     num_workers: int = 0,
     progress: bool = True,
     hflip: bool = False,
+    regions: bool = False,
 ) -> np.ndarray:
-    """Features of every image as a float32 array of shape (len(paths), backbone.feature_dim)."""
+    """Features of every image as a float32 array of shape (len(paths), backbone.feature_dim), or with
+    ``regions`` (len(paths), NUM_VIEWS, backbone.feature_dim), view 0 being the ordinary embedding.
+    ``regions`` on a backbone without a spatial map raises
+    :class:`~curate.vision.views.RegionViewsUnsupported`."""
+    model = region_model(backbone.model, backbone.name) if regions else backbone.model
     if not paths:
-        return np.zeros((0, backbone.feature_dim), dtype=np.float32)
+        shape = (0, NUM_VIEWS, backbone.feature_dim) if regions else (0, backbone.feature_dim)
+        return np.zeros(shape, dtype=np.float32)
     on_cuda = backbone.device.type == "cuda"
     loader = DataLoader(
         ImageFiles(paths, backbone.transform),
@@ -79,8 +88,9 @@ def embed_images(
     )
     batches = tqdm(loader, desc=f"embed {backbone.name}", unit="batch", disable=not progress)
     fits = _BatchFit(batch_size)
-    features = [fits.embed(batch, backbone, on_cuda, hflip) for batch in batches]
-    log.info("embedded %d images with %s%s", len(paths), backbone.key, " (+ mirrored)" if hflip else "")
+    features = [fits.embed(batch, model, backbone.device, hflip, regions) for batch in batches]
+    log.info("embedded %d images with %s%s%s", len(paths), backbone.key, " (+ mirrored)" if hflip else "",
+             " (+ 4 region views)" if regions else "")
     return np.concatenate(features, axis=0)
 
 
@@ -90,10 +100,11 @@ class _BatchFit:
     def __init__(self, size: int):
         self.size = size
 
-    def embed(self, batch: torch.Tensor, backbone: Backbone, on_cuda: bool, hflip: bool) -> np.ndarray:
+    def embed(self, batch: torch.Tensor, model: torch.nn.Module, device: torch.device, hflip: bool,
+              regions: bool) -> np.ndarray:
         while True:
             try:
-                return np.concatenate([_embed_batch(part, backbone, on_cuda, hflip)
+                return np.concatenate([_embed_batch(part, model, device, hflip, regions)
                                        for part in batch.split(self.size)], axis=0)
             except torch.cuda.OutOfMemoryError:
                 if self.size == 1:
@@ -104,13 +115,20 @@ class _BatchFit:
 
 
 @torch.inference_mode()
-def _embed_batch(batch: torch.Tensor, backbone: Backbone, on_cuda: bool, hflip: bool = False) -> np.ndarray:
-    batch = batch.to(backbone.device, non_blocking=on_cuda, memory_format=torch.channels_last)
+def _embed_batch(batch: torch.Tensor, model: torch.nn.Module, device: torch.device, hflip: bool = False,
+                 regions: bool = False) -> np.ndarray:
+    on_cuda = device.type == "cuda"
+    batch = batch.to(device, non_blocking=on_cuda, memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
-        output = backbone.model(batch).float()
+        output = _views(model(batch).float(), len(batch), regions)
         if hflip:
-            output = (output + backbone.model(batch.flip(-1)).float()) / 2
+            mirrored = _views(model(batch.flip(-1)).float(), len(batch), regions)
+            output = (output + (mirrored[:, list(MIRRORED)] if regions else mirrored)) / 2
     return output.cpu().numpy()
+
+
+def _views(output: torch.Tensor, n: int, regions: bool) -> torch.Tensor:
+    return output.reshape(n, NUM_VIEWS, -1) if regions else output
 
 
 def _resize_px(transform: Callable) -> int | None:

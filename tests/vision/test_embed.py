@@ -103,6 +103,6 @@ def test_a_batch_that_does_not_fit_the_gpu_is_split_in_halves(image_paths: list[
     monkeypatch.setattr(embed, "_embed_batch", small_memory)
     fits = embed._BatchFit(8)
     batch = torch.stack([backbone.transform(Image.open(p).convert("RGB")) for p in image_paths])
-    out = fits.embed(batch, backbone, False, False)
+    out = fits.embed(batch, backbone.model, backbone.device, False, False)
     assert fits.size == 2 and out.shape == (5, backbone.feature_dim)
-    assert np.allclose(out, real(batch, backbone, False, False), atol=1e-5)
+    assert np.allclose(out, real(batch, backbone.model, backbone.device), atol=1e-5)
