@@ -199,9 +199,7 @@ class Fetcher:
         """GET ``url``, following at most ``max_redirects`` redirects; every hop passes the address guard."""
         pool = self._pool()
         for _hop in range(self.max_redirects + 1):
-            timeout = min(self.timeout_s, self._time_left(deadline))
-            resp = pool.urlopen("GET", url, headers=self._headers, redirect=False, retries=False,
-                                preload_content=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+            resp = self._open(pool, url, deadline)
             complete = False
             try:
                 location = resp.headers.get("Location") if resp.status in REDIRECT_STATUS else None
@@ -213,6 +211,21 @@ class Fetcher:
             finally:  # a connection whose body was read goes back to the pool; any other is closed
                 resp.release_conn() if complete else resp.close()
         raise FetchError(f"too many redirects (max {self.max_redirects})")
+
+    def _open(self, pool: urllib3.PoolManager, url: str, deadline: float) -> urllib3.BaseHTTPResponse:
+        """One GET. A kept-alive connection that the server closes as the request arrives (its keep-alive
+        timeout ran out while the connection sat in the pool) fails without any response
+        (``RemoteDisconnected``); a GET is safe to repeat, so it is sent once more at once on another
+        connection, outside the retry budget, as browsers do."""
+        for again in (True, False):
+            timeout = min(self.timeout_s, self._time_left(deadline))
+            try:
+                return pool.urlopen("GET", url, headers=self._headers, redirect=False, retries=False,
+                                    preload_content=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+            except urllib3.exceptions.ProtocolError as exc:
+                if not (again and any(isinstance(e, http.client.RemoteDisconnected) for e in _causes(exc))):
+                    raise
+        raise AssertionError("unreachable")
 
     def _accept(self, resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
         if resp.status in RETRY_STATUS:

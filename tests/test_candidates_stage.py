@@ -69,7 +69,7 @@ def test_malformed_responses_and_foreign_file_urls_become_statuses(pipeline_file
         {u: dict(web[u]) for u in failed}
     assert "only allowed for sources of local files" in web[outside.as_uri()]["error"]
     for path, reason in REASONS.items():
-        assert reason_of(web[f"http://127.0.0.1:{port}{path}"]["error"]) == reason, path
+        assert reason_of(web[f"http://127.0.0.1:{port}{path}"]["error"]) == reason, (path, web[f"http://127.0.0.1:{port}{path}"]["error"])
     assert again.nothing_to_do
 
 

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import shutil
 import socket
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -275,3 +276,35 @@ def test_only_transient_statuses_are_retried(server, code, attempts):
     with pytest.raises(FetchError, match=f"HTTP {code}"):
         Fetcher(timeout_s=5, retries=2, backoff_s=0.01, allow_private_networks=True).fetch(f"{server}/status/{code}")
     assert Handler.hits[f"/status/{code}"] == attempts
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_a_failure(loopback_only):
+    """The server answers on a kept-alive connection, then closes it when the next request arrives (as a
+    keep-alive timeout does): the fetcher sends that GET again on a new connection, even with no retries."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: " + str(len(PNG_BYTES)).encode()
+              + b"\r\n\r\n" + PNG_BYTES)
+    requests_seen = []
+
+    def serve():
+        first, _ = listener.accept()
+        requests_seen.append(first.recv(65536))
+        first.sendall(answer)
+        requests_seen.append(first.recv(65536))  # the second request, on the same connection ...
+        first.close()  # ... is dropped without a response
+        second, _ = listener.accept()
+        requests_seen.append(second.recv(65536))
+        second.sendall(answer)
+        second.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    fetcher = Fetcher(timeout_s=5, retries=0, deadline_s=10, allow_private_networks=True)
+    try:
+        assert fetcher.fetch(f"http://127.0.0.1:{port}/a.png") == PNG_BYTES
+        assert fetcher.fetch(f"http://127.0.0.1:{port}/b.png") == PNG_BYTES
+    finally:
+        thread.join(timeout=10)
+        listener.close()
+    assert [r.split(b" ")[1] for r in requests_seen] == [b"/a.png", b"/b.png", b"/b.png"]
