@@ -120,7 +120,7 @@ def test_crowdlab_with_the_model_scores_tasks_from_cached_embeddings(pipeline_fi
     assert all(1 <= t["votes_wanted"] <= 5 for t in tasks)
     assert result.stats["more_votes_asked"] == sum(t["votes_wanted"] - 1 for t in tasks)
     with open_run(load_config(pipeline), progress=False) as ctx:  # the noise stage will reuse them
-        cached = ctx.catalog.embeddings("mobilenet_v3_small:none", [t["sha256"] for t in tasks])
+        cached = ctx.catalog.embeddings("mobilenet_v3_small:none+regions", [t["sha256"] for t in tasks])
     assert len(cached) == len({t["sha256"] for t in tasks})
     assert result.stats["label_accuracy_vs_truth"] >= 0.85
 
