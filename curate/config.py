@@ -14,9 +14,10 @@ Writes: nothing; :func:`save_resolved` writes the resolved config into a run dir
 
 from __future__ import annotations
 
+import difflib
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
@@ -212,7 +213,8 @@ def _format_error(error: Any) -> str:
     loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and (p in tags or p.startswith("function-")))]
     where = ".".join(loc) or "(top level)"
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
+        close = difflib.get_close_matches(str(error["loc"][-1]), _known_keys(error["loc"][:-1]), n=3, cutoff=0.6)
+        return f"{where}: unknown key" + (f"; did you mean {' or '.join(close)}?" if close else "")
     if error["type"] == "missing":
         return f"{where}: required key missing"
     if error["type"] == "union_tag_invalid":
@@ -222,6 +224,33 @@ def _format_error(error: Any) -> str:
     if error["type"] == "value_error":
         return f"{where}: {message}"
     return f"{where}: {message} (got {error.get('input')!r})"
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys the models at ``loc`` (an error location: field names, list indices, plug-in tags) accept."""
+    models: list[type[BaseModel]] = [pipeline_model()]
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list item: the models are those of the list's annotation, already unwrapped
+        tagged = [m for m in models if _type_tag(m) == part]
+        if tagged:
+            models = tagged
+            continue
+        models = [inner for m in models if part in m.model_fields
+                  for inner in _models_in(m.model_fields[part].annotation)]
+    return sorted({key for m in models for key in m.model_fields})
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (``X | None``, ``list[X]``, ``Annotated[Union[...], ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _type_tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("type")
+    return field.default if field is not None and isinstance(field.default, str) else None
 
 
 def save_resolved(config: Any, path: Path) -> None:

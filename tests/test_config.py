@@ -36,7 +36,7 @@ def test_every_problem_is_reported_at_once_with_its_yaml_path(tmp_path: Path, co
     with pytest.raises(ConfigError) as info:
         load_config(write_pipeline(tmp_path / "p.yaml", data))
     problems = "\n".join(info.value.problems)
-    assert "annotate.votes_per_imag: unknown key" in problems
+    assert "annotate.votes_per_imag: unknown key; did you mean votes_per_image or max_votes_per_image?" in problems
     assert "noise.folds:" in problems
     assert "candidates.sources.0.captions.0:" in problems
     assert len(info.value.problems) == 3
@@ -128,8 +128,8 @@ def test_plugins_by_name_or_mapping_and_their_keys_checked(pipeline_file: Path):
         load_config(pipeline_file, ["annotate.backend.workerz=3", "candidates.sources.0.type=openversee",
                                     "benchmark.modes=[{type: linear_probe, epochz: 1}]"])
     problems = info.value.problems
-    assert "annotate.backend.workerz: unknown key" in problems
-    assert "benchmark.modes.0.epochz: unknown key" in problems
+    assert "annotate.backend.workerz: unknown key; did you mean workers?" in problems  # a plug-in's own keys
+    assert "benchmark.modes.0.epochz: unknown key; did you mean epochs?" in problems
     assert any(p.startswith("candidates.sources.0: unknown type 'openversee'; known: 'local'") for p in problems)
 
 

@@ -307,7 +307,7 @@ def test_pending_review_waits_and_export_follows_review_pending(run, capsys):
     ({"outlier": "relabel"}, "review.policy.outlier: relabel moves an image to the suggested class, and outlier "
                              "issues suggest none"),
     ({"near_duplicate": "review"}, "review.policy.near_duplicate: review asks the crowd"),
-    ({"cross_class": "drop"}, "review.policy.cross_class: unknown key"),
+    ({"cross_class": "drop"}, "review.policy.cross_class: unknown key; did you mean cross_class_duplicate?"),
 ])
 def test_policy_errors_name_their_yaml_path(pipeline_file: Path, policy: dict, message: str, capsys):
     data = yaml.safe_load(pipeline_file.read_text())
