@@ -43,9 +43,10 @@ from curate.errors import ConfigError
 from curate.http import FileRoot
 from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source, path_below
 from curate.sources.local import IMAGE_SUFFIXES
+from curate.sources.tabular import read_table
 
 log = logging.getLogger(__name__)
-TABLE_FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": None}
+TABLE_FORMATS = (".csv", ".tsv", ".parquet")  # of curate.sources.tabular's: files that hold path, label
 TABLE_COLUMNS = ("path", "label")
 MAX_PROBLEMS = 20
 
@@ -173,7 +174,9 @@ class ImageFolderSource(Source):
     def _read_table(self) -> list[Entry]:
         assert self.config.table is not None
         table = self.config.table
-        columns = read_table(table)
+        if table.suffix.lower() not in TABLE_FORMATS:
+            raise ConfigError(f"{table}: unsupported file type; expected .csv, .tsv or .parquet")
+        columns = read_table(table, "the table")
         missing = [c for c in TABLE_COLUMNS if c not in columns]
         if missing:
             raise ConfigError(f"{table}: the table lacks the column(s) {', '.join(missing)} "
@@ -234,23 +237,3 @@ def bad_label(label: str) -> str | None:
     if label in (".", "..") or any(c in label for c in "/\\\0"):
         return "cannot be a folder name"
     return None
-
-
-def read_table(path: Path) -> dict[str, list[str]]:
-    """Every column of a CSV, TSV or Parquet file as strings (missing values become ""); ConfigError when
-    unreadable."""
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_FORMATS:
-        raise ConfigError(f"{path}: unsupported file type; expected .csv, .tsv or .parquet")
-    try:
-        if suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep=TABLE_FORMATS[suffix], dtype=str, keep_default_na=False)
-    except (OSError, ValueError, ImportError) as exc:  # pandas' parser errors and pyarrow's are ValueErrors
-        first = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
-        raise ConfigError(f"{path}: cannot read the table: {first}") from None
-    frame = frame.astype(object).where(frame.notna(), "")
-    return {str(name): [str(v) for v in frame[name].tolist()] for name in frame.columns}

@@ -30,10 +30,10 @@ from curate.config import Section
 from curate.errors import ConfigError
 from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source
 from curate.sources.local import tokenize, word_forms
+from curate.sources.tabular import file_format, known_suffixes, read_table
 from curate.sources.web import INSTANCE_NAME
 
 log = logging.getLogger(__name__)
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "json"}
 WEB_SCHEMES = {"http", "https"}
 
 
@@ -62,7 +62,7 @@ class UrlsConfig(Section):
         if not self.path.is_file():
             return [f"{where}.path: file not found: {self.path}"]
         if file_format(self.path) is None:
-            return [f"{where}.path: unsupported file type {self.path.name!r}; expected {_known_suffixes()}"]
+            return [f"{where}.path: unsupported file type {self.path.name!r}; expected {known_suffixes()}"]
         return []
 
 
@@ -99,7 +99,7 @@ class UrlsSource(Source):
 
     def _load(self) -> _Index:
         path, cfg = self.config.path, self.config
-        columns = read_table(path)
+        columns = read_table(path, "the URL list")
         if cfg.url_col not in columns:
             raise ConfigError(f"{path}: the URL list lacks the column {cfg.url_col!r} "
                               f"(it has: {', '.join(map(str, columns)) or 'no columns'})")
@@ -165,45 +165,6 @@ class _Index:
         return sorted(found or ())
 
 
-def file_format(path: Path) -> str | None:
-    """``csv`` | ``tsv`` | ``parquet`` | ``jsonl`` | ``json`` from the suffix (``.gz`` allowed for text)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-        if suffixes and suffixes[-1] == ".parquet":
-            return None
-    return FORMATS.get(suffixes[-1]) if suffixes else None
-
-
-def read_table(path: Path) -> dict[str, list[str]]:
-    """Every column of the file as cleaned strings (missing values become ""); ConfigError when unreadable."""
-    import pandas as pd
-
-    kind = file_format(path)
-    if kind is None:
-        raise ConfigError(f"{path}: unsupported file type; expected {_known_suffixes()}")
-    try:
-        if kind in ("csv", "tsv"):
-            frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False)
-        elif kind == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_json(path, lines=kind == "jsonl" or not _is_json_array(path), dtype=False)
-    except (OSError, ValueError, ImportError) as exc:  # pandas' parser errors and pyarrow's are ValueErrors
-        raise ConfigError(f"{path}: cannot read the URL list as {kind}: {_first_line(exc)}") from None
-    frame = frame.astype(object).where(frame.notna(), "")  # None, NaN, NA, NaT -> ""
-    return {str(name): [str(v).strip() for v in frame[name].tolist()] for name in frame.columns}
-
-
-def _is_json_array(path: Path) -> bool:
-    import gzip
-
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        head = fh.read(4096).lstrip()
-    return head.startswith("[")
-
-
 def _label(text: str) -> str:
     """A class name or wnid as compared: lower case, underscores as spaces, single spaces."""
     return " ".join(text.replace("_", " ").lower().split())
@@ -212,12 +173,3 @@ def _label(text: str) -> str:
 def _hit(row: UrlRow) -> SearchHit:
     return SearchHit(url=row.url, title=row.caption, page_url=row.page_url, license=row.license,
                      creator=row.creator, true_wnids=row.true_wnids)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
-
-
-def _known_suffixes() -> str:
-    return ".csv, .tsv (.gz), .parquet, .jsonl, .json"

@@ -150,7 +150,7 @@ def test_only_web_urls_are_returned(tmp_path: Path, caplog):
 def test_the_file_is_read_once(tmp_path: Path, monkeypatch):
     calls = []
     real = urls_module.read_table
-    monkeypatch.setattr(urls_module, "read_table", lambda path: calls.append(path) or real(path))
+    monkeypatch.setattr(urls_module, "read_table", lambda path, *rest: calls.append(path) or real(path, *rest))
     src = source(write(tmp_path / "list.csv", MIXED))
     src.search(DOG_Q, 10)
     src.search(CAT_Q, 10)
