@@ -74,6 +74,15 @@ def flag(catalog: Catalog, backbone: str, issues: list[dict]) -> None:
     catalog.finish_stage(catalog.start_stage("noise", "fp-noise"), "ok", {"backbone": backbone})
 
 
+def dog_flagged_as_cat(chosen: dict, backbone: str = TRAINED):
+    """A setup for :func:`review_and_export`: the first dog image flagged as a label issue that suggests
+    cat, by ``backbone``; its sha256 is left in ``chosen["sha"]``."""
+    def setup(catalog: Catalog) -> None:
+        chosen["sha"] = sha = images_of(catalog, DOG)[0]
+        flag(catalog, backbone, [{"sha256": sha, "wnid": DOG, "kind": "label", "suggested_wnid": CAT}])
+    return setup
+
+
 def mislabel(catalog: Catalog, sha: str, wnid: str) -> None:
     """The crowd's label of ``sha`` moved to ``wnid`` (a wrong label for the noise stage to find)."""
     catalog.db.execute("UPDATE labels SET wnid = ? WHERE sha256 = ? AND accepted = 1", (wnid, sha))
@@ -171,11 +180,8 @@ def test_the_strongest_action_wins_and_the_reason_names_every_issue():
 
 def test_flags_of_an_untrained_backbone_are_kept_with_that_reason(run):
     pipeline = run(review={"policy": {"label": "relabel", "outlier": "drop"}})
-    chosen = {}
-
-    def setup(catalog: Catalog) -> None:
-        chosen["sha"] = sha = images_of(catalog, DOG)[0]
-        flag(catalog, UNTRAINED, [{"sha256": sha, "wnid": DOG, "kind": "label", "suggested_wnid": CAT}])
+    chosen: dict = {}
+    setup = dog_flagged_as_cat(chosen, UNTRAINED)
 
     _, _, decisions = review_and_export(pipeline, setup)
     decision = decisions[(chosen["sha"], DOG)]
@@ -186,11 +192,8 @@ def test_flags_of_an_untrained_backbone_are_kept_with_that_reason(run):
 
 
 def test_deprecated_drop_label_issues_still_decides_an_unset_label_policy(run):
-    chosen = {}
-
-    def setup(catalog: Catalog) -> None:
-        chosen["sha"] = sha = images_of(catalog, DOG)[0]
-        flag(catalog, TRAINED, [{"sha256": sha, "wnid": DOG, "kind": "label", "suggested_wnid": CAT}])
+    chosen: dict = {}
+    setup = dog_flagged_as_cat(chosen)
 
     pipeline = run(export={"drop_label_issues": True})
     _, export, decisions = review_and_export(pipeline, setup)
@@ -251,11 +254,8 @@ def test_the_crowds_review_overrides_the_models_suggestion(run):
 
 
 def test_a_rerun_asks_nothing_twice_and_keeps_the_review_answers(run, monkeypatch):
-    chosen = {}
-
-    def setup(catalog: Catalog) -> None:
-        chosen["sha"] = sha = images_of(catalog, DOG)[0]
-        flag(catalog, TRAINED, [{"sha256": sha, "wnid": DOG, "kind": "label", "suggested_wnid": CAT}])
+    chosen: dict = {}
+    setup = dog_flagged_as_cat(chosen)
 
     pipeline = run(review={"policy": {"label": "review"}})
     review_and_export(pipeline, setup)
@@ -276,11 +276,8 @@ def test_a_rerun_asks_nothing_twice_and_keeps_the_review_answers(run, monkeypatc
 def test_pending_review_waits_and_export_follows_review_pending(run, capsys):
     slow = {"type": "simulated", "workers": 7, "accuracy": 0.95, "accuracy_spread": 0.03, "spammer_share": 0.0,
             "answers_per_pull": 1}
-    chosen = {}
-
-    def setup(catalog: Catalog) -> None:
-        chosen["sha"] = sha = images_of(catalog, DOG)[0]
-        flag(catalog, TRAINED, [{"sha256": sha, "wnid": DOG, "kind": "label", "suggested_wnid": CAT}])
+    chosen: dict = {}
+    setup = dog_flagged_as_cat(chosen)
 
     pipeline = run(review={"backend": slow})
     review, export, decisions = review_and_export(pipeline, setup)
@@ -320,11 +317,8 @@ def test_review_needs_a_crowd_that_can_answer(run, monkeypatch):
     monkeypatch.setattr(SimulatedCrowd, "can_review", False, raising=False)  # as a crowd of given labels
     with pytest.raises(ConfigError, match="review.backend: the 'simulated' crowd cannot answer review questions"):
         load_config(run(review={"backend": "simulated"}))
-    chosen = {}
-
-    def setup(catalog: Catalog) -> None:
-        chosen["sha"] = sha = images_of(catalog, DOG)[0]
-        flag(catalog, TRAINED, [{"sha256": sha, "wnid": DOG, "kind": "label", "suggested_wnid": CAT}])
+    chosen: dict = {}
+    setup = dog_flagged_as_cat(chosen)
 
     with pytest.raises(ConfigError, match=r"review.policy.label: review needs a crowd that answers"):
         review_and_export(run(review={"policy": {"label": "review"}}), setup)

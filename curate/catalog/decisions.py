@@ -31,26 +31,25 @@ class DecisionTables(Database):
     def replace_policy_decisions(self, rows: list[dict[str, Any]]) -> int:
         """The policy's decisions now (sha256, wnid, kind, action, new_wnid, reason): the previous policy
         rows go; a pair with a review decision keeps it. Returns how many policy rows were written."""
-        now = time.time()
-        with self.transaction() as db:
-            db.execute("DELETE FROM decisions WHERE source = 'policy'")
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO decisions (sha256, wnid, kind, action, new_wnid, reason, source, decided_at) "
-                "VALUES (:sha256, :wnid, :kind, :action, :new_wnid, :reason, 'policy', :decided_at)",
-                [{**row, "decided_at": now} for row in rows],
-            )
-            return db.total_changes - before
+        return self._write_decisions(rows, "policy", "IGNORE", clear_source_first=True)
 
     def record_review_decisions(self, rows: list[dict[str, Any]]) -> int:
         """Decisions from the crowd's review answers; they replace any earlier decision of the pair."""
+        return self._write_decisions(rows, "review", "REPLACE")
+
+    def _write_decisions(self, rows: list[dict[str, Any]], source: str, on_conflict: str,
+                         clear_source_first: bool = False) -> int:
+        """Insert ``rows`` from ``source``; on a pair already decided, ``IGNORE`` keeps the old decision and
+        ``REPLACE`` overwrites it. Returns how many rows were written."""
         now = time.time()
         with self.transaction() as db:
+            if clear_source_first:
+                db.execute("DELETE FROM decisions WHERE source = ?", (source,))
             before = db.total_changes
             db.executemany(
-                "INSERT OR REPLACE INTO decisions (sha256, wnid, kind, action, new_wnid, reason, source, decided_at) "
-                "VALUES (:sha256, :wnid, :kind, :action, :new_wnid, :reason, 'review', :decided_at)",
-                [{**row, "decided_at": now} for row in rows],
+                f"INSERT OR {on_conflict} INTO decisions (sha256, wnid, kind, action, new_wnid, reason, source, "
+                "decided_at) VALUES (:sha256, :wnid, :kind, :action, :new_wnid, :reason, :source, :decided_at)",
+                [{**row, "source": source, "decided_at": now} for row in rows],
             )
             return db.total_changes - before
 
