@@ -122,6 +122,22 @@ class RunLayout:
     def labelstudio_log(self) -> Path:
         return self.labelstudio / "server.log"
 
+    @property
+    def labelstudio_lock(self) -> Path:
+        """Held (``flock``) by the process serving this run's Label Studio: one server per run."""
+        return self.labelstudio / "serve.lock"
+
+    @property
+    def served(self) -> Path:
+        """The only folder Label Studio serves files from (its local-files document root). It holds ``images``, a
+        link to the image store, and nothing else: the catalog, logs and Label Studio's own data and credentials
+        stay outside every tree a signed-in user can attach as storage."""
+        return self.root / "served"
+
+    @property
+    def served_images(self) -> Path:
+        return self.served / "images"
+
     def stored(self, relpath: str) -> Path:
         """An ``images`` row's ``path`` (relative to the run directory) as a path."""
         return self.root / relpath

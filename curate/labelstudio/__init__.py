@@ -25,3 +25,9 @@ class PortBusy(LabelStudioError):
     """The requested port is taken: a flag to change, so exit 2 like other bad input."""
 
     exit_code = 2
+
+
+class AlreadyServing(LabelStudioError):
+    """The run's Label Studio is already running (one server per run): exit 2, naming where it is."""
+
+    exit_code = 2

@@ -1,17 +1,20 @@
-"""A local Label Studio server for one run: start it, wait until it answers, stop it cleanly.
+"""A local Label Studio server for one run: start it behind the annotators' gate, wait until it answers, stop it.
 
 Reads: the ``label-studio`` executable (``$CURATE_LABEL_STUDIO``, else ``.venv-labelstudio`` beside the
 curate checkout or in the current folder; ``make labelstudio`` installs it), the admin's credentials from
 ``LABEL_STUDIO_USERNAME`` / ``LABEL_STUDIO_PASSWORD`` / ``LABEL_STUDIO_USER_TOKEN`` (generated when unset
 and kept for the next start). Writes, through :class:`~curate.layout.RunLayout`: the server's data folder
-(SQLite database, media, secret key), its log, ``credentials.json`` (mode 0600: admin, password, API token)
-and ``server.json`` (URL and pid, removed on a clean stop), so ``curate run`` finds the server and its token.
+(SQLite database, media, secret key), its log, ``credentials.json`` (mode 0600: admin, password, API token),
+``server.json`` (URL and pid, removed on a clean stop), so ``curate run`` finds the server and its token, and
+``served/images``, a link to the image store: the only tree Label Studio serves files from.
 
-The server binds to 127.0.0.1 unless another host is asked for, starts offline (error reporting, version
-checks, analytics and converter downloads off), serves the run's image store as local files (document root:
-the run directory, or ``document_root``), and accepts the legacy ``Token`` API key the SDK sends. A busy port
-is refused (Label Studio itself would silently move to the next free one). Starting is slow the first time
-(database migrations, about 30 s); a restart on the same data takes a few seconds.
+Label Studio itself listens on a private loopback port; people (and ``curate run``) reach it through
+:mod:`curate.labelstudio.gate` on the public address, which gives annotators a role Community Edition lacks.
+One server per run: the serving process holds ``labelstudio/serve.lock``, and a second ``serve`` on the same run
+says where the first one is (exit 2). The server starts offline (error reporting, version checks, analytics and
+converter downloads off) and accepts the legacy ``Token`` API key the SDK sends. A busy port is refused (Label
+Studio itself would silently move to the next free one). Starting is slow the first time (database
+migrations, about 30 s); a restart on the same data takes a few seconds.
 """
 
 from __future__ import annotations
@@ -25,19 +28,25 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from curate.labelstudio import (
     EXECUTABLE_ENV,
     PASSWORD_ENV,
     USER_TOKEN_ENV,
     USERNAME_ENV,
+    AlreadyServing,
     LabelStudioError,
     PortBusy,
 )
 from curate.layout import RunLayout
+from curate.lock import RunDirectoryBusy, RunLock
+
+if TYPE_CHECKING:
+    from curate.labelstudio.gate import Gate
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +179,15 @@ def server_env(layout: RunLayout, creds: Credentials, document_root: Path) -> di
 class LocalServer:
     """A running ``label-studio start`` process for one run."""
 
-    def __init__(self, layout: RunLayout, url: str, process: subprocess.Popen, creds: Credentials):
+    def __init__(self, layout: RunLayout, url: str, process: subprocess.Popen, creds: Credentials,
+                 internal_url: str, lock: RunLock):
         self.layout = layout
-        self.url = url
+        self.url = url  # the gate: what people and `curate run` open
+        self.internal_url = internal_url  # Label Studio itself, on a private loopback port
         self.process = process
         self.credentials = creds
+        self.gate: Gate | None = None
+        self._lock = lock
 
     @property
     def token(self) -> str:
@@ -184,7 +197,11 @@ class LocalServer:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        """Stop the server (SIGTERM, then SIGKILL after ``timeout``) and forget it; returns its exit code."""
+        """Stop the gate and the server (SIGTERM, then SIGKILL after ``timeout``) and forget it; returns its exit
+        code."""
+        if self.gate is not None:
+            self.gate.stop()
+            self.gate = None
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -194,9 +211,10 @@ class LocalServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if read_json(self.layout.labelstudio_server).get("pid") == self.process.pid:
+        if read_json(self.layout.labelstudio_server).get("pid") == os.getpid():
             with contextlib.suppress(FileNotFoundError):
                 self.layout.labelstudio_server.unlink()
+        self._lock.release()
         return self.process.returncode
 
     def __enter__(self) -> LocalServer:
@@ -214,37 +232,101 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(f"  | {line}" for line in text[-lines:])
 
 
+def serve_lock(layout: RunLayout) -> RunLock:
+    """The run's serve lock, held for as long as its server runs; a second ``serve`` says where the first is."""
+    layout.labelstudio.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        return RunLock(layout.labelstudio_lock).acquire()
+    except RunDirectoryBusy:
+        url = read_json(layout.labelstudio_server).get("url")
+        where = f"at {url}" if url else "(it is still starting)"
+        raise AlreadyServing(f"Label Studio for {layout.root} is already running {where}: annotators and `curate "
+                             f"run` use that one; stop it (Ctrl-C where it runs) before starting another") from None
+
+
+def link_served_images(layout: RunLayout) -> Path:
+    """``served/images`` -> ``../images`` (relative, so the run directory can move); returns the served folder."""
+    layout.served.mkdir(parents=True, exist_ok=True)
+    link = layout.served_images
+    if not link.is_symlink():
+        if link.exists():
+            raise LabelStudioError(f"{link} should be a link to the image store, and is not: remove it")
+        link.symlink_to(Path("..") / layout.images.name, target_is_directory=True)
+    return layout.served
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def project_reader(layout: RunLayout, url: str) -> Callable[[], set[int]]:
+    """The run's project ids on this server, re-read from ``projects.json`` when it changes."""
+    from curate.labelstudio.gate import run_projects
+
+    seen: dict[str, Any] = {"mtime": None, "ids": set()}
+
+    def projects() -> set[int]:
+        try:
+            mtime = layout.labelstudio_projects.stat().st_mtime_ns
+        except OSError:
+            return set()
+        if mtime != seen["mtime"]:
+            seen["ids"], seen["mtime"] = run_projects(read_json(layout.labelstudio_projects), url), mtime
+        return seen["ids"]
+
+    return projects
+
+
 def start_server(run_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  document_root: Path | None = None, timeout: float = START_TIMEOUT,
-                 executable: Path | None = None) -> LocalServer:
-    """Start Label Studio for ``run_dir`` on ``host:port`` and return once it answers with the admin's token."""
+                 executable: Path | None = None, annotators: Iterable[str] = ()) -> LocalServer:
+    """Start Label Studio for ``run_dir`` behind the annotators' gate on ``host:port``; return once it answers
+    with the admin's token."""
+    layout = RunLayout(Path(run_dir)).ensure()
+    lock = serve_lock(layout)
+    try:
+        return _start(layout, lock, host, port, document_root, timeout, executable, annotators)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _start(layout: RunLayout, lock: RunLock, host: str, port: int, document_root: Path | None, timeout: float,
+           executable: Path | None, annotators: Iterable[str]) -> LocalServer:
+    from curate.labelstudio.gate import Gate, Upstream
+
     if port_in_use(host, port):
         raise PortBusy(f"port {port} on {host} is already in use (another Label Studio or another program): "
                        f"stop it, or choose another port with --port")
     exe = executable or find_executable()
-    layout = RunLayout(Path(run_dir)).ensure()
-    layout.labelstudio.mkdir(mode=0o700, exist_ok=True)  # the server's secret key and database live below
-    layout.labelstudio_data.mkdir(mode=0o700, exist_ok=True)
-    layout.images.mkdir(parents=True, exist_ok=True)  # the local-files storage points here
-    root = Path(document_root) if document_root else layout.root
+    layout.labelstudio_data.mkdir(mode=0o700, exist_ok=True)  # the server's secret key and database live below
+    layout.images.mkdir(parents=True, exist_ok=True)
+    root = Path(document_root) if document_root else link_served_images(layout)
     creds = credentials(layout)
     url = public_url(host, port)
-    command = [str(exe), "start", "--no-browser", "--internal-host", host, "--port", str(port), "--host", url,
-               "--data-dir", str(layout.labelstudio_data.resolve()),
+    internal_port = free_loopback_port()
+    upstream = Upstream("127.0.0.1", internal_port, creds.token)
+    gate = Gate(host, port, upstream, project_reader(layout, url), annotators)  # binds the public port now
+    command = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(internal_port),
+               "--host", url, "--data-dir", str(layout.labelstudio_data.resolve()),
                "--database", str(layout.labelstudio_database.resolve()), "--enable-legacy-api-token"]
     with layout.labelstudio_log.open("ab") as out:
         out.write(f"\n=== curate: starting Label Studio at {url} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
         process = subprocess.Popen(command, env=server_env(layout, creds, root), stdin=subprocess.DEVNULL,
                                    stdout=out, stderr=subprocess.STDOUT, cwd=layout.labelstudio,
                                    start_new_session=True)  # Ctrl-C reaches curate, which stops it in order
-    server = LocalServer(layout, url, process, creds)
+    server = LocalServer(layout, url, process, creds, upstream.url, lock)
+    server.gate = gate
     try:
         wait_until_up(server, timeout)
-        check_token(url, creds.token, layout)
+        gate.admin_id = check_token(server.internal_url, creds.token, layout)
+        gate.start()
     except BaseException:
         server.stop()
         raise
-    layout.labelstudio_server.write_text(json.dumps({"url": url, "pid": process.pid}) + "\n", encoding="utf-8")
+    layout.labelstudio_server.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n", encoding="utf-8")
     log.info("Label Studio for %s is up at %s (log: %s)", layout.root, url, layout.labelstudio_log)
     return server
 
@@ -259,23 +341,24 @@ def wait_until_up(server: LocalServer, timeout: float) -> None:
                 f"Label Studio exited (code {server.process.returncode}) while starting; the end of its log "
                 f"{server.layout.labelstudio_log}:\n{log_tail(server.layout.labelstudio_log)}")
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
+            if requests.get(f"{server.internal_url}/health", timeout=2).status_code == 200:
                 return
         if time.monotonic() > deadline:
             logfile = server.layout.labelstudio_log
-            raise LabelStudioError(f"Label Studio did not answer at {server.url} within {timeout:.0f} s; the end of "
-                                   f"its log {logfile}:\n{log_tail(logfile)}")
+            raise LabelStudioError(f"Label Studio did not answer at {server.internal_url} within {timeout:.0f} s; the "
+                                   f"end of its log {logfile}:\n{log_tail(logfile)}")
         time.sleep(0.5)
 
 
-def check_token(url: str, token: str, layout: RunLayout) -> None:
+def check_token(url: str, token: str, layout: RunLayout) -> int:
+    """Whether Label Studio accepts the admin's token; returns the admin's user id."""
     from curate.labelstudio.client import api_errors, connect
 
     doing = (f"checking the admin's API token (an admin created earlier in {layout.labelstudio_data} keeps the "
              f"token it was created with)")
     source = str(layout.labelstudio_credentials)
     with connect(url, token, timeout=15) as ls, api_errors(url, doing, token_source=source):
-        ls.users.whoami()
+        return int(ls.users.whoami().id)
 
 
 def serve_forever(server: LocalServer, poll: float = 1.0) -> int:
@@ -320,30 +403,35 @@ def serve(run_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ann
     first = not RunLayout(Path(run_dir)).labelstudio_database.exists()
     print(f"starting Label Studio for {run_dir} on {host}:{port}"
           + (" (the first start sets up its database: about a minute)" if first else "") + " ...", flush=True)
-    server = start_server(Path(run_dir), host, port, document_root=document_root, timeout=timeout)
+    server = start_server(Path(run_dir), host, port, document_root=document_root, timeout=timeout,
+                          annotators=annotators or ())
     try:
-        layout = server.layout
         with connect(server.url, server.token, timeout=15) as ls, api_errors(server.url, "reading the invite link"):
             invite = invite_link(ls, server.url)
-        project = read_json(layout.labelstudio_projects).get(server.url, {}).get("project")
-        annotate = (f"{server.url}/projects/{project}/data?labeling=1" if project
-                    else f"{server.url}/projects (the run's project appears after `curate run` pushes its tasks)")
-        lines = [
-            f"Label Studio is up at {server.url}",
-            f"  admin:            {server.credentials.username} (password and API token in "
-            f"{layout.labelstudio_credentials})",
-            f"  annotators open:  {annotate}",
-            f"  invite link:      {invite}",
-        ]
-        lines += [f"    for {who}: {invite}" for who in annotators or []]
-        lines += [
-            "  each annotator signs up once through the invite link, with their own email",
-            f"  `curate run` on this run uses this server and token by itself ({layout.labelstudio_server})",
-            f"  log: {layout.labelstudio_log}",
-            "Press Ctrl-C to stop it.",
-        ]
-        print("\n".join(lines), flush=True)
+        print("\n".join(serve_banner(server, invite, annotators or [])), flush=True)
     except BaseException:
         server.stop()
         raise
     return serve_forever(server)
+
+
+def serve_banner(server: LocalServer, invite: str, annotators: list[str]) -> list[str]:
+    """What ``serve`` prints: where the admin, the annotators and ``curate run`` go, and who may join."""
+    layout = server.layout
+    projects = project_reader(layout, server.url)()
+    stream = (f"{server.url}/projects/{min(projects)}/data?labeling=1" if projects
+              else f"{server.url} (the run's questions appear once `curate run` publishes them)")
+    who = (f"only {', '.join(annotators)} may sign up and annotate" if annotators
+           else "anyone who has the link can sign up and annotate (name people with --annotator EMAIL to allow "
+                "only them)")
+    return [
+        f"Label Studio is up at {server.url}",
+        f"  admin:        {server.credentials.username} (password and API token in {layout.labelstudio_credentials})",
+        f"  invite link:  {invite}",
+        f"                one link, shared by everyone you send it to: {who}",
+        f"  annotators:   sign up once through the invite link with their own email; they then see the run's "
+        f"questions ({stream}) and nothing else: no other answers, settings, storages, exports or tokens",
+        f"  `curate run` on this run uses this server and token by itself ({layout.labelstudio_server})",
+        f"  log: {layout.labelstudio_log}",
+        "Press Ctrl-C to stop it.",
+    ]
