@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: setup
 	$(BIN)/curate run pipelines/demo.yaml
 
-test: setup
-	$(BIN)/python -m pytest -q
+# Every test runs: Label Studio and Debian's Chromium are installed first, and a test that would need them
+# fails rather than skips (CURATE_REQUIRE_LABELSTUDIO=1).
+test: setup labelstudio browser
+	CURATE_REQUIRE_LABELSTUDIO=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks scripts
