@@ -400,6 +400,7 @@ def serve(run_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ann
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: Label Studio will listen on {host}, reachable from other machines", flush=True)
+    serve_lock(RunLayout(Path(run_dir))).release()  # a server already up for this run: say so before anything
     first = not RunLayout(Path(run_dir)).labelstudio_database.exists()
     print(f"starting Label Studio for {run_dir} on {host}:{port}"
           + (" (the first start sets up its database: about a minute)" if first else "") + " ...", flush=True)
@@ -419,8 +420,8 @@ def serve_banner(server: LocalServer, invite: str, annotators: list[str]) -> lis
     """What ``serve`` prints: where the admin, the annotators and ``curate run`` go, and who may join."""
     layout = server.layout
     projects = project_reader(layout, server.url)()
-    stream = (f"{server.url}/projects/{min(projects)}/data?labeling=1" if projects
-              else f"{server.url} (the run's questions appear once `curate run` publishes them)")
+    stream = (f"at {server.url}/projects/{min(projects)}/data?labeling=1" if projects
+              else "once `curate run` publishes them")
     who = (f"only {', '.join(annotators)} may sign up and annotate" if annotators
            else "anyone who has the link can sign up and annotate (name people with --annotator EMAIL to allow "
                 "only them)")
@@ -430,7 +431,7 @@ def serve_banner(server: LocalServer, invite: str, annotators: list[str]) -> lis
         f"  invite link:  {invite}",
         f"                one link, shared by everyone you send it to: {who}",
         f"  annotators:   sign up once through the invite link with their own email; they then see the run's "
-        f"questions ({stream}) and nothing else: no other answers, settings, storages, exports or tokens",
+        f"questions {stream}, and nothing else: no other answers, settings, storages, exports or tokens",
         f"  `curate run` on this run uses this server and token by itself ({layout.labelstudio_server})",
         f"  log: {layout.labelstudio_log}",
         "Press Ctrl-C to stop it.",
