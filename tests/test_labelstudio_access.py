@@ -107,7 +107,9 @@ class Person:
         if key == "y" and os.environ.get("CURATE_SCREENSHOT"):  # the README's picture of the task screen
             page.screenshot(path=os.environ["CURATE_SCREENSHOT"])
         page.keyboard.press(key)
-        page.keyboard.press("Control+Enter")
+        with page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST") as posted:
+            page.keyboard.press("Control+Enter")
+        assert posted.value.status == 201
         page.wait_for_function(f"(id) => ({TASK_ID_JS})() !== id", arg=task_id, timeout=30_000)
         return task_id
 
@@ -257,6 +259,18 @@ def test_a_second_serve_on_the_same_run_says_where_the_first_is(served, capsys):
     err = capsys.readouterr().err
     assert f"already running at {url}" in err and "Traceback" not in err
     assert json.loads(RunLayout(run_dir).labelstudio_server.read_text())["url"] == url
-    assert main(["run", str(served["pipeline"]), "--no-progress", "--only", "annotate"]) == 0
+    # a project as an earlier curate left it: its storage on the run directory's images, predictions shown
+    layout = RunLayout(run_dir)
+    state = json.loads(layout.labelstudio_projects.read_text())
+    state[url].pop("storage_path")
+    layout.labelstudio_projects.write_text(json.dumps(state))
+    with connect(url, served["server"].token) as ls:
+        ls.projects.update(id=served["project"], show_collab_predictions=True)
+    assert main(["run", str(served["pipeline"]), "--no-progress", "--only", "annotate", "--force"]) == 0
+    with connect(url, served["server"].token) as ls:
+        assert ls.projects.get(id=served["project"]).show_collab_predictions is False
+        paths = {s.path for s in ls.import_storage.local.list(project=served["project"])}
+    assert str(layout.served.resolve() / "images") in paths
+    assert json.loads(layout.labelstudio_projects.read_text())[url]["storage_path"] in paths
     out, err = capsys.readouterr()
     assert "HTTP Request" not in out + err  # the SDK's request lines stay in the log file

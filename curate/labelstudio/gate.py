@@ -406,6 +406,13 @@ def _handler(gate: Gate) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             try:
+                self._answer()
+            except (BrokenPipeError, ConnectionResetError):  # the browser went away (a page left mid-load)
+                self.close_connection = True
+                log.debug("gate: %s %s: the client closed the connection", self.command, self.path)
+
+        def _answer(self) -> None:
+            try:
                 body = self._body()
             except ValueError as exc:
                 self._reply(400, {"detail": str(exc)})
