@@ -8,8 +8,10 @@ its fingerprint, status and stats.
 Each stage is incremental: it reads pending items from the catalog and writes outcomes back in
 batches, so running again after a crash, a Ctrl-C or a SIGKILL continues where things stand. A stage
 whose inputs did not change since its last successful run (same fingerprint) and that reports no
-pending work is skipped with "nothing to do". A stage that ends *waiting* (a crowd still owes votes)
-stops the run there, unless ``allow_partial``, so later stages never run on partial labels unasked.
+pending work is skipped with "nothing to do"; its published outputs are then confirmed up to date and
+shown with those of the stages that ran (the summary names nothing an earlier run left behind). A stage
+that ends *waiting* (a crowd still owes votes) stops the run there, unless ``allow_partial``, so later
+stages never run on partial labels unasked.
 A failing stage raises StageError carrying the exact command that resumes the run.
 """
 
@@ -102,7 +104,7 @@ def run_stage(stage: Stage, ctx: Context, force: bool = False) -> StageResult:
     unchanged = ctx.catalog.last_ok_fingerprint(stage.name) == current
     if not force and unchanged and not stage.has_pending_work(ctx):
         log.info("[%s] nothing to do (inputs unchanged since the last successful run)", stage.name)
-        return StageResult(nothing_to_do=True)
+        return StageResult(nothing_to_do=True, outputs=stage.outputs(ctx))  # confirmed up to date
     log.info("[%s] %s", stage.name, stage.description)
     run_id = ctx.catalog.start_stage(stage.name, current)
     started = time.monotonic()

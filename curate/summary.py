@@ -44,15 +44,9 @@ def print_run_summary(summary: Any, resume_command: str) -> None:
 
 
 def _outputs(summary: Any) -> dict[str, str]:
-    layout: RunLayout = summary.layout
-    outputs = {k: v for r in summary.results.values() for k, v in r.outputs.items()}
-    found = {"report": layout.report_index, "export": layout.export}
-    outputs.update({k: str(p) for k, p in found.items() if p.exists() and k not in outputs})
-    results = sorted(layout.benchmark.glob("*.json")) if layout.benchmark.is_dir() else []
-    if not any(k.startswith("benchmark") for k in outputs):
-        for path in results:
-            outputs["benchmark" if len(results) == 1 else f"benchmark {path.stem}"] = str(path)
-    return outputs
+    """What this run produced or confirmed up to date (a stage with nothing to do), in stage order; never
+    what an earlier run left on disk (a waiting stage holds the later ones back, and their old outputs)."""
+    return {k: v for r in summary.results.values() for k, v in r.outputs.items()}
 
 
 def reasons_table(catalog: Any) -> list[dict[str, Any]]:

@@ -124,13 +124,13 @@ class CrowdTables(Database):
     def gold_answers(self) -> dict[tuple[str, str], str]:
         return {(r["sha256"], r["wnid"]): r["answer"] for r in self.query("SELECT sha256, wnid, answer FROM gold")}
 
-    def annotator_stats(self) -> list[sqlite3.Row]:
+    def annotator_stats(self, backend: str | None = None) -> list[sqlite3.Row]:
         """Per annotator: votes, abstentions, gold votes answered, gold accuracy (of the yes/no answers on
-        gold tasks) and the median time per task; most votes first."""
+        gold tasks) and the median time per task; most votes first. Only one backend's tasks when given."""
         return self.query(
             "WITH v AS (SELECT v.annotator, v.answer, v.lead_time_s, g.answer AS gold FROM votes v "
             "  JOIN tasks t ON t.id = v.task_id LEFT JOIN gold g ON g.sha256 = t.sha256 AND g.wnid = t.wnid "
-            "  WHERE v.superseded_by IS NULL), "
+            "  WHERE v.superseded_by IS NULL AND (?1 IS NULL OR t.backend = ?1)), "
             "ranked AS (SELECT annotator, lead_time_s, ROW_NUMBER() OVER (PARTITION BY annotator ORDER BY "
             "  lead_time_s) AS k, COUNT(*) OVER (PARTITION BY annotator) AS n FROM v WHERE lead_time_s IS NOT NULL) "
             "SELECT v.annotator, COUNT(*) AS votes, SUM(v.answer = 'unsure') AS unsure, "
@@ -139,8 +139,18 @@ class CrowdTables(Database):
             "    AS gold_accuracy, "
             "  (SELECT ROUND(AVG(r.lead_time_s), 1) FROM ranked r WHERE r.annotator = v.annotator "
             "    AND r.k IN ((r.n + 1) / 2, (r.n + 2) / 2)) AS median_s_per_task "
-            "FROM v GROUP BY v.annotator ORDER BY votes DESC, v.annotator"
+            "FROM v GROUP BY v.annotator ORDER BY votes DESC, v.annotator", (backend,)
         )
+
+    def vote_state(self, backend: str) -> dict[str, int]:
+        """A backend's votes as a small key that changes exactly when its current votes do: how many there
+        are, the newest id and how many were superseded (votes are only appended or superseded, never edited
+        or deleted; an edit appends a vote and supersedes one, a withdrawal supersedes one)."""
+        row = self.query(
+            "SELECT COUNT(*) AS votes, COALESCE(MAX(v.id), 0) AS newest, "
+            "COALESCE(SUM(v.superseded_by IS NOT NULL), 0) AS superseded "
+            "FROM votes v JOIN tasks t ON t.id = v.task_id WHERE t.backend = ?", (backend,))[0]
+        return {"votes": row["votes"], "newest": row["newest"], "superseded": row["superseded"]}
 
     def vote_totals(self) -> dict[str, int]:
         row = self.query("SELECT COUNT(*) AS votes, COUNT(DISTINCT annotator) AS annotators FROM votes")[0]

@@ -9,14 +9,19 @@ from curate.catalog.db import Database
 
 
 class LabelTables(Database):
-    def replace_labels(self, method: str, rows: list[dict[str, Any]]) -> None:
+    def replace_labels(self, method: str, rows: list[dict[str, Any]]) -> int:
+        """The current aggregation (the table holds no other); returns how many (image, class) labels
+        changed: accepted or rejected otherwise than before, new, or gone."""
         with self.transaction() as db:
-            db.execute("DELETE FROM labels")  # the table holds the current aggregation only
+            before = {(r[0], r[1]): r[2] for r in db.execute("SELECT sha256, wnid, accepted FROM labels")}
+            db.execute("DELETE FROM labels")
             db.executemany(
                 "INSERT INTO labels (sha256, wnid, method, p_true, accepted, n_votes) "
                 "VALUES (:sha256, :wnid, :method, :p_true, :accepted, :n_votes)",
                 rows,
             )
+        after = {(r["sha256"], r["wnid"]): int(r["accepted"]) for r in rows}
+        return sum(before.get(key) != accepted for key, accepted in after.items()) + len(before.keys() - after)
 
     def final_labels(self) -> list[sqlite3.Row]:
         """One class per accepted picture, ``rank`` 1; a picture (an image, or near-identical images tied by

@@ -3,6 +3,8 @@ per-class counts, the worst confusions and the totals.
 
 Reads only its arguments; writes nothing. Missing columns raise ``ValueError`` naming every one of them.
 Issue kinds other than ``outlier`` and ``near_duplicate`` are kept and shown as their own sections.
+Decisions about issues (the review stage's: keep, drop, relabel, or pending while the crowd reviews) join
+each image's row by (sha256, given label) and replace those of an earlier build of the same tables.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ TABLE_COLUMNS = ("sha256", "given_label", "given_name", "predicted_label", "pred
                  "is_label_issue", "issue_rank")
 SUMMARY_COLUMNS = ("label", "name", "n_given", "n_label_issues", "estimated_noise_rate", "label_quality")
 ISSUE_COLUMNS = ("sha256", "given_label", "kind", "score")
-INFO_COLUMNS = ("predicted_label", "predicted_name", "source", "caption", "url", "path", "votes", "n_votes")
+DECISION_COLUMNS = ("decision", "decided_by", "new_label", "decision_reason")
+DECISION_ORDER = ("keep", "drop", "relabel", "pending")  # pending: sent to review, the crowd has not answered
+INFO_COLUMNS = ("predicted_label", "predicted_name", "source", "caption", "url", "path", "votes", "n_votes",
+                *DECISION_COLUMNS, "new_name")
 LABEL, OUTLIER, NEAR_DUPLICATE = "label", "outlier", "near_duplicate"
 TOP_CONFUSIONS = 15
 
@@ -48,6 +53,7 @@ class ReportContent:
     dataset_checks: dict[str, dict]
     annotators: list[dict]
     noise_rate: float
+    decision_counts: dict[str, int] = field(default_factory=dict)  # decision -> (image, class) pairs
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The report's tables by file stem; annotators and the confident joint only when given."""
@@ -65,12 +71,15 @@ class ReportContent:
 
 def build_content(table: pd.DataFrame, class_summary: pd.DataFrame, max_cards: int, *,
                   issues: pd.DataFrame | None = None, joint: pd.DataFrame | None = None,
-                  dataset_checks: dict | None = None, annotators: list[dict] | None = None) -> ReportContent:
-    """``max_cards``: the most cards per section (the tables hold every row)."""
+                  dataset_checks: dict | None = None, annotators: list[dict] | None = None,
+                  decisions: pd.DataFrame | None = None) -> ReportContent:
+    """``max_cards``: the most cards per section (the tables hold every row); ``decisions``: one row per
+    decided (sha256, given_label) with :data:`DECISION_COLUMNS`."""
     require_columns(table, TABLE_COLUMNS, "table")
     require_columns(class_summary, SUMMARY_COLUMNS, "class_summary")
     table = _path_second(with_names(table, {"given_name": "given_label", "predicted_name": "predicted_label"}))
     names = _class_names(table, class_summary)
+    table = _with_decisions(table, decisions, names)
     flagged = table[table["is_label_issue"].astype(bool)].sort_values("issue_rank")
     issues = _normalise_issues(issues, table, names)
     joint = _square(joint) if joint is not None else None
@@ -82,6 +91,7 @@ def build_content(table: pd.DataFrame, class_summary: pd.DataFrame, max_cards: i
         kind_columns=kind_columns, confusions=_confusions(joint, names) if joint is not None else [],
         dataset_checks={str(k): dict(v) for k, v in (dataset_checks or {}).items()},
         annotators=[dict(a) for a in annotators or []], noise_rate=_noise_rate(class_summary),
+        decision_counts=_decision_counts(table, issues),
     )
 
 
@@ -103,6 +113,43 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _none_if_missing(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA else value
+
+
+def _with_decisions(table: pd.DataFrame, decisions: pd.DataFrame | None, names: dict[str, str]) -> pd.DataFrame:
+    """Each row with the decision about its given label (empty where none), the new class's name beside it."""
+    table = table.drop(columns=[c for c in (*DECISION_COLUMNS, "new_name") if c in table.columns])
+    if decisions is None:
+        return table
+    require_columns(decisions, ("sha256", "given_label", *DECISION_COLUMNS), "decisions")
+    chosen = decisions[["sha256", "given_label", *DECISION_COLUMNS]].drop_duplicates(["sha256", "given_label"])
+    table = table.merge(chosen, on=["sha256", "given_label"], how="left")
+    return table.assign(new_name=table["new_label"].map(lambda w: names.get(str(w), w) if isinstance(w, str) else None))
+
+
+def _decision_counts(table: pd.DataFrame, issues: pd.DataFrame) -> dict[str, int]:
+    """The decisions about the images this report flags (label issues and the other issues) by outcome, keep,
+    drop, relabel, pending first (not those about images no longer flagged, or about another class)."""
+    if "decision" not in table.columns:
+        return {}
+    keys = set(zip(issues["sha256"], issues["given_label"], strict=True))
+    flagged = table["is_label_issue"].astype(bool) | pd.Series(
+        [key in keys for key in zip(table["sha256"], table["given_label"], strict=True)], index=table.index)
+    counts = table.loc[flagged, "decision"].dropna().astype(str).value_counts()
+    order = [d for d in DECISION_ORDER if d in counts] + sorted(set(counts.index) - set(DECISION_ORDER))
+    return {d: int(counts[d]) for d in order}
+
+
+def decision_text(row: dict[str, Any]) -> str | None:
+    """A decision in words: who decided, then what (``policy → drop``, ``review → relabel to cat``,
+    ``review → pending``)."""
+    decision = row.get("decision")
+    if not decision:
+        return None
+    if decision == "pending":
+        return "review → pending (the crowd has not answered yet)"
+    who = "review" if row.get("decided_by") == "review" else "policy"
+    new = f" to {row.get('new_name') or row.get('new_label')}" if row.get("new_label") else ""
+    return f"{who} → {decision}{new}"
 
 
 def _path_second(frame: pd.DataFrame) -> pd.DataFrame:
@@ -232,10 +279,16 @@ def _cards(rows: pd.DataFrame, score_column: str, kind: str) -> list[dict]:
             "predicted_name": row.get("predicted_name") if kind == LABEL else None,
             "score": row.get(score_column), "rank": int(rank) if rank is not None else None,
             "source": row.get("source"), "caption": row.get("caption"), "path": row.get("path"),
-            "votes": row.get("votes"), "n_votes": row.get("n_votes"), "url": row.get("url"),
-            "link": _web_link(row.get("url")),
+            "votes": row.get("votes"), "n_votes": _count(row.get("n_votes")), "url": row.get("url"),
+            "link": _web_link(row.get("url")), "decision": row.get("decision"),
+            "decision_text": decision_text(row), "decision_reason": row.get("decision_reason"),
+            "new_label": row.get("new_label"),
         })
     return cards
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _web_link(url: Any) -> str | None:

@@ -14,6 +14,9 @@ Writes into ``out_dir``:
 - ``noise_rate_by_class.png``, ``confident_joint.png`` (:mod:`curate.report.charts`) and
   ``thumbs/<sha256>.jpg`` (:mod:`curate.report.thumbs`).
 
+:func:`rewrite_with_decisions` writes a published report again with the decisions made since, from its own
+tables and ``summary.json`` (no estimate is recomputed): the review stage decides after the noise stage.
+
 Everything is written into ``<name>.incomplete/`` first and swapped into place at the end
 (:mod:`curate.atomic`), so a crash never leaves a half report and the previous one survives until the
 new one is complete. Links are relative and nothing is loaded from elsewhere: the folder can be zipped
@@ -29,11 +32,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate.atomic import replace_dir
+from curate.atomic import published, replace_dir
 from curate.report.charts import write_joint_heatmap, write_noise_rate_chart
-from curate.report.content import ReportContent, build_content
+from curate.report.content import ReportContent, build_content, records
 from curate.report.page import render_page
-from curate.report.summary import SUMMARY_NAME, build_summary, write_summary
+from curate.report.summary import SUMMARY_NAME, build_summary, read_summary, write_summary
 from curate.report.tables import write_tables
 from curate.report.thumbs import THUMBS_DIR, write_thumbs
 
@@ -58,6 +61,7 @@ def write_noise_report(
     issues: pd.DataFrame | None = None,
     joint: pd.DataFrame | None = None,
     dataset_checks: dict[str, dict] | None = None,
+    decisions: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report folder and return the path of its ``index.html``.
 
@@ -68,21 +72,43 @@ def write_noise_report(
     ``issues``: Datalab's other issues, one row per (image, kind) with ``sha256``, ``given_label``,
     ``kind``, ``score`` (0..1, lower = more severe) and ``group`` (near-duplicate set); ``joint``: the
     confident joint, given label (index) x suggested label (columns); ``dataset_checks``: name ->
-    ``{"score": float, "summary": str}``.
+    ``{"score": float, "summary": str}``; ``decisions``: one row per decided (``sha256``, ``given_label``)
+    with ``decision`` (keep, drop, relabel, pending), ``decided_by`` (policy, review), ``new_label`` and
+    ``decision_reason``.
     """
     content = build_content(table, class_summary, max_flagged, issues=issues, joint=joint,
-                            dataset_checks=dataset_checks, annotators=annotators)
+                            dataset_checks=dataset_checks, annotators=annotators, decisions=decisions)
     out_dir = Path(out_dir)
     with replace_dir(out_dir) as staging:
         thumbs = write_thumbs(staging / THUMBS_DIR, _shown_images(content), image_path, thumb_px)
         files = _write_files(staging, content)
-        summary = build_summary(content, title, meta, files["tables"], _summary_files(files))
+        summary = build_summary(content, title, meta, files["tables"], _summary_files(files), max_flagged)
         write_summary(staging, summary)
         html = render_page(content, title, meta, files, thumbs, thumb_px, max_flagged)
         (staging / INDEX_NAME).write_text(html, encoding="utf-8")
     log.info("noise report: %s (%d label issues, %d other issues, %d images)", out_dir / INDEX_NAME,
              len(content.flagged), len(content.issues), len(content.table))
     return out_dir / INDEX_NAME
+
+
+def rewrite_with_decisions(out_dir: Path, decisions: pd.DataFrame, image_path: Callable[[str], Path]) -> Path | None:
+    """The published report at ``out_dir`` written again with ``decisions`` (as :func:`write_noise_report` takes
+    them), from its own tables and summary; None where there is none to rewrite (no report yet, or one that
+    looked for no issue)."""
+    folder = published(Path(out_dir))
+    if folder is None or not (folder / "all_labels.parquet").is_file() or not (folder / SUMMARY_NAME).is_file():
+        return None
+    summary = read_summary(folder / SUMMARY_NAME)
+    tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in summary.get("tables", {})}
+    annotators = tables.get("annotators")
+    joint = tables.get("confident_joint")
+    return write_noise_report(
+        folder, tables["all_labels"], tables["class_summary"], image_path, summary["title"], summary["meta"],
+        max_flagged=summary.get("max_cards", 500), issues=tables.get("issues"), decisions=decisions,
+        annotators=None if annotators is None else records(annotators),
+        joint=None if joint is None else joint.set_index("given_label").rename_axis(None),
+        dataset_checks=summary.get("dataset_checks"),
+    )
 
 
 def _shown_images(content: ReportContent) -> list[str]:

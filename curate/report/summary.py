@@ -36,8 +36,9 @@ class ReportNotFound(CurateError):
 
 
 def build_summary(content: ReportContent, title: str, meta: dict, table_rows: dict[str, int],
-                  files: dict[str, str | None]) -> dict[str, Any]:
-    """Counts, the classes noisiest first, the worst outliers and near-duplicate groups, file names."""
+                  files: dict[str, str | None], max_cards: int = 500) -> dict[str, Any]:
+    """Counts, the classes noisiest first, the worst outliers and near-duplicate groups, the decisions about
+    issues by outcome, file names, and the cards per section (what a rewrite of the page needs)."""
     from curate.report.content import NEAR_DUPLICATE, OUTLIER
 
     outliers, duplicates = content.section(OUTLIER), content.section(NEAR_DUPLICATE)
@@ -49,6 +50,7 @@ def build_summary(content: ReportContent, title: str, meta: dict, table_rows: di
         "n_near_duplicate_groups": duplicates.n_groups if duplicates else 0,
         "n_near_duplicate_images": duplicates.n_images if duplicates else 0,
         "issues_by_kind": content.issues["kind"].value_counts().to_dict(),
+        "decisions": content.decision_counts,
         "dataset_checks": content.dataset_checks,
         "classes": content.classes[["label", "name", "n_given", "n_label_issues", "estimated_noise_rate"]]
         .to_dict("records"),
@@ -59,7 +61,7 @@ def build_summary(content: ReportContent, title: str, meta: dict, table_rows: di
                                       [:TOP_IN_SUMMARY]],
         "tables": {name: {"rows": n, "csv": f"{name}.csv", "parquet": f"{name}.parquet"}
                    for name, n in table_rows.items()},
-        "files": files,
+        "files": files, "max_cards": max_cards,
     }
     return jsonable(summary)
 
@@ -92,7 +94,7 @@ def print_report(run_dir: Path, open_browser: bool = False) -> int:
     print(f"report: {index}")
     summary_path = layout.report / SUMMARY_NAME
     if summary_path.is_file():
-        print("\n".join(summary_lines(_load(summary_path))))
+        print("\n".join(summary_lines(read_summary(summary_path))))
     else:
         print("  (no summary.json: this report predates it; run the noise stage again for the summary)")
     if open_browser:
@@ -110,7 +112,7 @@ def _report_index(layout: RunLayout) -> Path:
     return layout.report_index.resolve()
 
 
-def _load(path: Path) -> dict[str, Any]:
+def read_summary(path: Path) -> dict[str, Any]:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -136,6 +138,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     other = {k: n for k, n in summary.get("issues_by_kind", {}).items() if k not in ("outlier", "near_duplicate")}
     if other:
         lines.append("  other issues: " + ", ".join(f"{plain(k)} {n}" for k, n in other.items()))
+    if summary.get("decisions"):
+        decided = summary["decisions"].items()
+        lines.append("  decisions about the flagged images: " + ", ".join(f"{plain(k)} {n}" for k, n in decided))
     for name, check in summary.get("dataset_checks", {}).items():
         lines.append(f"  check {plain(name)}: score {_number(check.get('score'))}: {plain(check.get('summary', ''))}")
     lines += _noisiest(summary.get("classes", []))

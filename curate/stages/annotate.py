@@ -13,7 +13,9 @@ table, ActiveLab scores, or none for fixed voting) and each of those wants one v
 ``max_votes_per_image``. A crowd that answers at once (the simulated one) plays every round in one
 run; when the crowd still owes votes after a pull, the stage ends *waiting* with what to do next, and
 the next run goes on from there. When the corpus carries ground truth, the agreement of labels with
-it is reported.
+it is reported. Every run that reaches the crowd aggregates again; the stats say what changed (new tasks,
+new votes, ``votes_revised``: answers edited or deleted in the crowd's tool, ``labels_changed``), and only a
+run where none did reports nothing to do.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class AnnotateStage(Stage):
         scorer = _Scorer(ctx) if cfg.model.enabled else None
         new_votes = more_asked = rounds = 0
         waiting = None
+        superseded = ctx.catalog.vote_state(cfg.backend.type)["superseded"]
         try:
             new_tasks = self._publish(ctx, backend)
             while True:
@@ -120,14 +123,16 @@ class AnnotateStage(Stage):
                 log.info("annotate: round %d: %d tasks get one more vote", rounds, asked)
         finally:
             backend.close()
+        # answers edited or deleted in the crowd's tool since the last pull (pulled with the new ones)
+        revised = ctx.catalog.vote_state(cfg.backend.type)["superseded"] - superseded
         votes = ctx.catalog.vote_table(complete_only=True, backend=cfg.backend.type)
-        labels = self._aggregate(ctx, aggregator, votes, scorer.scores(votes) if scorer else None)
-        stats = {"new_tasks": new_tasks, "new_votes": new_votes, "more_votes_asked": more_asked, "gold": gold,
-                 **self._label_stats(ctx, labels, votes)}
+        labels, changed = self._aggregate(ctx, aggregator, votes, scorer.scores(votes) if scorer else None)
+        stats = {"new_tasks": new_tasks, "new_votes": new_votes, "votes_revised": revised, "labels_changed": changed,
+                 "more_votes_asked": more_asked, "gold": gold, **self._label_stats(ctx, labels, votes)}
         if waiting:
             stats["missing_votes"] = waiting.count
-        return StageResult(stats=stats, nothing_to_do=not new_tasks and not new_votes and not waiting,
-                           waiting=waiting)
+        done = new_tasks or new_votes or revised or changed or waiting
+        return StageResult(stats=stats, nothing_to_do=not done, waiting=waiting)
 
     # ------------------------------------------------------------------ steps
     def _gold(self, ctx: Context) -> int:
@@ -158,15 +163,15 @@ class AnnotateStage(Stage):
         return added
 
     @staticmethod
-    def _aggregate(ctx: Context, aggregator: Any, votes: list, scores: dict | None) -> list[dict[str, Any]]:
+    def _aggregate(ctx: Context, aggregator: Any, votes: list, scores: dict | None) -> tuple[list[dict[str, Any]], int]:
+        """The labels now, and how many changed since the last aggregation (accepted otherwise, new or gone)."""
         labels = aggregator.aggregate(votes, scores)
         gold = ctx.catalog.gold_answers()
         for row in labels:  # a known answer is the label, whatever the crowd said
             answer = gold.get((row["sha256"], row["wnid"]))
             if answer is not None:
                 row["accepted"], row["p_true"] = int(answer == "yes"), float(answer == "yes")
-        ctx.catalog.replace_labels(aggregator.name, labels)
-        return labels
+        return labels, ctx.catalog.replace_labels(aggregator.name, labels)
 
     @staticmethod
     def _label_stats(ctx: Context, labels: list[dict], votes: list) -> dict[str, float | int]:

@@ -85,12 +85,19 @@ class Stage:
     Config: ClassVar[type[Section]]
 
     def fingerprint_inputs(self, ctx: Context) -> Any:
-        """What the stage's result depends on; a change re-runs it. Default: its config section."""
+        """Exactly what the stage's result depends on: a change re-runs it, anything else must not (no
+        timestamps, no whole config where one key is read, no file a run rewrites with the same content).
+        Default: its config section."""
         return ctx.section(self.name).model_dump(mode="json")
 
     def has_pending_work(self, ctx: Context) -> bool:
         """Incremental stages say whether items are still pending even when the fingerprint matches."""
         return False
+
+    def outputs(self, ctx: Context) -> dict[str, str]:
+        """The paths to show of what the stage's last run published and that exists now; the runner shows
+        them when it skips the stage as up to date (a run's summary names only what is current)."""
+        return {}
 
     def run(self, ctx: Context) -> StageResult:
         raise NotImplementedError

@@ -11,11 +11,14 @@ accuracy per epoch), with ``learning_curve`` ``benchmark/learning_curve.json`` a
 ``benchmark/checkpoints/`` (removed once the stage finished, unless a mode sets ``keep_checkpoint``), so an
 interrupted benchmark resumes at its last finished epoch, and trainings that had finished only evaluate.
 Skipped with a warning when the export has no validation images. The backbone and weights default to
-the noise stage's; the fingerprint holds the effective backbone and the weights it would load now.
+the noise stage's; the fingerprint holds the effective backbone and the weights it would load now, and the
+export's content as trainings see it (:func:`export_digest`), so a new export with the same images, classes
+and splits (more votes, other reasons) trains nothing again.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
     from curate.vision.data import ImageData, Split
 
 log = logging.getLogger(__name__)
+
+
+TRAINED_ON = ("path", "sha256", "wnid", "split")  # the columns of labels.csv a training reads
 
 
 class LearningCurveConfig(Section):
@@ -90,14 +96,17 @@ class BenchmarkStage(Stage):
         from curate.vision.backbones import weights_identity
 
         name, weights = self._backbone_spec(ctx)
-        labels_csv = ctx.layout.export / "labels.csv"
-        digest = hashlib.sha256(labels_csv.read_bytes()).hexdigest() if labels_csv.is_file() else None
+        compare = ctx.config.benchmark.compare_noisy
+        digest = export_digest(ctx.layout.export / "labels.csv", TRAINED_ON + (("label_issue",) if compare else ()))
         inputs = {"config": ctx.config.benchmark.model_dump(mode="json"), "export": digest,
                   "backbone": name, "weights_now": weights_identity(name, weights),
                   "fallback": ctx.config.noise.weights_fallback, "device": ctx.config.noise.device}
         if ctx.config.benchmark.compare_noisy:  # the dropped label issues come from the catalog
             inputs["label_issues"] = fingerprint(sorted(ctx.catalog.issue_shas("label")))
         return inputs
+
+    def outputs(self, ctx: Context) -> dict[str, str]:
+        return {"benchmark": str(ctx.layout.benchmark_index)} if ctx.layout.benchmark_index.is_file() else {}
 
     def run(self, ctx: Context) -> StageResult:
         from curate.atomic import published
@@ -211,6 +220,19 @@ class BenchmarkStage(Stage):
         if curve is not None:
             stats["learning_curve_points"] = sum(len(points) for points in curve["modes"].values())
         return stats
+
+
+def export_digest(labels_csv: Path, columns: tuple[str, ...]) -> str | None:
+    """A digest of what a training sees of the export, from its ``labels.csv``: these ``columns`` of every
+    row (each image's file, bytes, class and split), not the crowd's agreement or the reasons beside them,
+    which change with every vote while the images and classes stay. None before there is an export."""
+    if not labels_csv.is_file():
+        return None
+    digest = hashlib.sha256()
+    with labels_csv.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            digest.update(json.dumps([row.get(c) for c in columns]).encode())
+    return digest.hexdigest()
 
 
 def comparison_results(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -89,10 +89,16 @@ class ExportStage(Stage):
         labels = [tuple(r) for r in ctx.catalog.final_labels()]
         issues = sorted(ctx.catalog.issue_shas("label"))
         decisions = [(r["sha256"], r["wnid"], r["action"], r["new_wnid"], r["reason"]) for r in ctx.catalog.decisions()]
+        noise = ctx.catalog.stage_stats().get("noise", {})  # what export reads of it: trusted, or skipped
         return {"config": ctx.config.export.model_dump(mode="json"), "labels": fingerprint(labels),
-                "issues": fingerprint(issues), "noise_run": ctx.catalog.last_ok_fingerprint("noise"),
+                "issues": fingerprint(issues), "noise": [self._issues_trustworthy(ctx), "skipped" in noise],
                 "decisions": fingerprint(decisions), "pending": ctx.config.review.pending,
                 "near_duplicate_distance": ctx.config.candidates.quality.near_duplicate_distance}
+
+    def outputs(self, ctx: Context) -> dict[str, str]:
+        from curate.atomic import published
+
+        return {"export": str(ctx.layout.export)} if published(ctx.layout.export) else {}
 
     def run(self, ctx: Context) -> StageResult:
         from curate.atomic import replace_dir

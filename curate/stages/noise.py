@@ -11,6 +11,18 @@ annotator table carries CROWDLAB's annotator quality when several people voted. 
 fewer than ``min_images_per_class`` images are left out of the estimate and named in the log and the
 report. The fingerprint holds the weights that would be used now (a checkpoint that appeared in the
 torch hub cache since a fallback run re-runs the stage), and the stats the backbone actually used.
+
+The report shows the crowd as the catalog holds it now: each image's votes of the labelling rounds (the
+``annotate.backend`` queue; review answers are named in each decision instead) and the annotators' table.
+Their state (:meth:`~curate.catalog.Catalog.vote_state`) and the gold answers are in the fingerprint, so more
+votes asked (``--set annotate.votes_per_image=7``) or an edit pulled from Label Studio re-run the stage.
+Decided: the whole stage re-runs, not a rebuild of the cards alone. CROWDLAB's annotator quality weighs
+every vote against this estimate's out-of-sample probabilities, which the report does not keep (a cards-only
+rebuild would show quality computed on the old votes), and votes that change usually change labels, which
+the estimate must see anyway. The cost is the probe's refits, the embeddings come from the cache (the demo:
+about 50 s on two busy CPU cores). The review's decisions, made after this stage, need no estimate: the
+review stage writes them into the report from its own tables
+(:func:`curate.report.noise_report.rewrite_with_decisions`); this stage shows those the catalog holds.
 """
 
 from __future__ import annotations
@@ -75,10 +87,17 @@ class NoiseStage(Stage):
     def fingerprint_inputs(self, ctx: Context) -> object:
         from curate.vision.backbones import weights_identity
 
-        cfg = ctx.config.noise
-        labels = [(r["sha256"], r["wnid"], r["rank"]) for r in ctx.catalog.final_labels()]
+        cfg, crowd = ctx.config.noise, ctx.config.annotate.backend.type
+        labels = [(r["sha256"], r["wnid"], r["p_true"], r["rank"]) for r in ctx.catalog.final_labels()]
         return {"config": cfg.model_dump(mode="json"), "labels": fingerprint(labels),
-                "weights_now": weights_identity(cfg.backbone, cfg.weights)}
+                "weights_now": weights_identity(cfg.backbone, cfg.weights),
+                "votes": ctx.catalog.vote_state(crowd), "crowd": crowd,
+                "gold": fingerprint(sorted(ctx.catalog.gold_answers().items()))}
+
+    def outputs(self, ctx: Context) -> dict[str, str]:
+        from curate.atomic import published
+
+        return {"report": str(ctx.layout.report_index)} if published(ctx.layout.report) else {}
 
     def run(self, ctx: Context) -> StageResult:
         from curate.stages.common import embedding_key, load_backbone_with_fallback
@@ -162,6 +181,7 @@ class NoiseStage(Stage):
     def _report(self, ctx, table, result, found, backbone, small, views):
         from curate.report.noise_report import write_noise_report
         from curate.stages.common import provenance
+        from curate.stages.review import report_decisions
 
         cfg = ctx.config.noise
         names = ctx.catalog.synset_words()
@@ -172,6 +192,7 @@ class NoiseStage(Stage):
                              predicted_name=table["predicted_label"].map(names),
                              path=[_local_path(u) for u in table["url"]])
         votes, annotators = self._crowd(ctx, table, result)
+        table = table.drop(columns="n_votes")  # the labels' count at aggregation; the catalog's now is in votes
         if votes is not None:
             table = table.merge(votes, on=["sha256", "given_label"], how="left")
         summary = result.class_summary.assign(name=result.class_summary["label"].map(names))
@@ -186,26 +207,32 @@ class NoiseStage(Stage):
             meta["classes left out (too few images)"] = ", ".join(f"{w} ({n})" for w, n in small.items())
         if backbone.weights == "none":
             meta["warning"] = "random backbone weights: noise estimates are unreliable"
+        if votes is None:
+            meta["labels"] = "as given (no crowd voted)"
         return write_noise_report(
             ctx.layout.report, table, summary, image_path=ctx.store.path,
             title=f"Label noise report: {ctx.config.run.name}", meta=meta, max_flagged=cfg.max_flagged_in_report,
             annotators=annotators, issues=found.issues, joint=joint, dataset_checks=found.checks,
+            decisions=report_decisions(ctx.catalog),
         )
 
     @staticmethod
     def _crowd(ctx, table, result):
-        """Per image, its votes for the given class as text; per annotator, the catalog's statistics with
-        CROWDLAB's quality, weighed against the noise stage's out-of-sample probabilities."""
+        """Per image, the labelling rounds' current votes for the given class (text and count); per annotator,
+        the catalog's statistics of those rounds with CROWDLAB's quality, weighed against the noise stage's
+        out-of-sample probabilities. Nothing where no crowd voted (an audit's given labels are no votes).
+        The review's answers are not among them: each reviewed image's decision names them."""
         import pandas as pd
 
         from curate.crowd.aggregate import group_votes
         from curate.crowd.crowdlab import Crowdlab
         from curate.crowd.given import ANNOTATOR as GIVEN
 
-        annotators = [dict(r) for r in ctx.catalog.annotator_stats()]
-        tasks = group_votes(ctx.catalog.vote_table(complete_only=False))
+        crowd = ctx.config.annotate.backend.type
+        tasks = group_votes(ctx.catalog.vote_table(complete_only=False, backend=crowd))
         if not tasks or {a for t in tasks.values() for a, _ in t.answers} == {GIVEN}:
-            return None, annotators  # no crowd voted (an audit's given labels are no votes)
+            return None, []
+        annotators = [dict(r) for r in ctx.catalog.annotator_stats(backend=crowd)]
         column = {w: k for k, w in enumerate(result.class_summary["label"])}
         row = {sha: i for i, sha in enumerate(table["sha256"])}
         scores = {(sha, wnid): float(result.pred_probs[row[sha], column[wnid]])
