@@ -25,7 +25,7 @@ from conftest import CORPUS_SPEC, DOG, draw_image, pipeline_dict, write_pipeline
 
 from curate.catalog import Catalog
 from curate.cli import main
-from curate.crowd.labelstudio import LabelStudioCrowd, LabelStudioCrowdConfig
+from curate.crowd.labelstudio import NO_EXAMPLES, LabelStudioCrowd, LabelStudioCrowdConfig
 from curate.crowd.truth import make_truth
 from curate.errors import StageError
 from curate.labelstudio import LabelStudioError
@@ -146,8 +146,10 @@ def catalog_rows(run_dir: Path, sql: str) -> list[sqlite3.Row]:
         con.close()
 
 
-def project_id(run_dir: Path, url: str) -> int:
-    return json.loads(RunLayout(run_dir).labelstudio_projects.read_text())[url]["project"]
+def project_id(run_dir: Path, url: str, queue: str | None = None) -> int:
+    """The run's project on ``url``: the first rounds', or that of another ``queue`` (the review round's)."""
+    entry = json.loads(RunLayout(run_dir).labelstudio_projects.read_text())[url]
+    return (entry["queues"][queue] if queue else entry)["project"]
 
 
 def remote_tasks(ls, project: int) -> list:
@@ -207,7 +209,9 @@ def test_push_answer_pull_aggregate(ls_env, annotators, base_run, tmp_path: Path
         assert {t.data["curate_task_id"] for t in remote} == {t["id"] for t in tasks}
         sample = next(t for t in remote if t.data["wnid"] == DOG)
         assert sample.data["question"].startswith("Is this a dog?")
-        assert "domestic dog" in sample.data["about"] and sample.data["about"].count("<img") == 3
+        # nothing is verified yet: no example images (never unverified candidates), the gloss is the definition
+        assert "domestic dog" in sample.data["about"] and "<img" not in sample.data["about"]
+        assert NO_EXAMPLES in sample.data["about"]
         # the image and the examples are served from the run's image store through the local-files storage
         headers = {"Authorization": f"Token {ls_env.token}"}
         image = requests.get(ls_env.url + sample.data["image"], headers=headers, timeout=10)
@@ -505,3 +509,231 @@ def test_an_annotator_joins_by_invite_and_answers_with_the_keyboard(ls_env, base
                                   "ON t.id = v.task_id WHERE v.annotator = '" + email + "'")
     assert {v["remote_id"].rsplit("/", 1)[-1]: v["answer"] for v in votes} == given
     assert all(v["lead_time_s"] is not None and 0 < v["lead_time_s"] < 120 for v in votes)  # time on the screen
+
+
+# ---------------------------------------------------------------------------------------------- a real crowd
+T0 = "2025-05-01T10:00:00.000000Z"
+
+
+def shas_of(catalog: Catalog, wnid: str) -> list[str]:
+    """The corpus's images truly of ``wnid``, in sha256 order."""
+    return sorted(sha for sha, wnids in catalog.truth_table().items() if wnids == {wnid})
+
+
+def test_examples_are_only_gold_or_accepted_with_high_agreement(ls_env, base_run, tmp_path: Path):
+    """Beside each question, examples of the class come from gold answers and from images the crowd accepted
+    with p_true >= 0.9 from at least ``example_min_votes`` votes, never from candidates nobody verified, a
+    rejected or doubted image, nor the image asked about; a class with none shows no image and says the gloss
+    is the definition."""
+    from conftest import CAT, HOTDOG, MOUSE
+
+    from curate.config import load_config
+    from curate.runner import open_run
+
+    pipeline = make_pipeline(base_run, tmp_path, ls_env.root)
+    with open_run(load_config(pipeline), progress=False) as ctx:
+        catalog = ctx.catalog
+        (hotdog,), (dog0, dog1, dog2), (cat0, *_), (mouse0, _) = (shas_of(catalog, w) for w in (HOTDOG, DOG, CAT,
+                                                                                                 MOUSE))
+        catalog.replace_labels("majority", [
+            {"sha256": sha, "wnid": DOG, "method": "majority", "p_true": p, "accepted": int(p > 0.5), "n_votes": n}
+            for sha, p, n in ((dog0, 1.0, 3),  # an example
+                              (dog1, 0.67, 3),  # accepted, but 2 of 3: not agreement enough
+                              (dog2, 1.0, 2),  # too few votes (but a gold answer below)
+                              (hotdog, 0.0, 3),  # rejected
+                              (cat0, 1.0, 3),  # accepted, then dropped by a review
+                              (mouse0, 1.0, 3))])  # accepted against a known "no"
+        catalog.add_gold([{"sha256": dog2, "wnid": DOG, "answer": "yes", "source": "tests"},
+                          {"sha256": mouse0, "wnid": DOG, "answer": "no", "source": "tests"}])
+        catalog.replace_policy_decisions([{"sha256": cat0, "wnid": DOG, "kind": "label", "action": "drop",
+                                           "new_wnid": None, "reason": "tests"}])
+        catalog.create_missing_tasks("labelstudio", 3)
+        tasks = [t for t in catalog.unpublished_tasks("labelstudio") if t["wnid"] in (DOG, CAT)]
+        paths = catalog.image_paths([dog0, dog1, dog2, hotdog, cat0, mouse0])
+        backend = LabelStudioCrowd(LabelStudioCrowdConfig(local_files_root=ls_env.root), ctx)
+        try:
+            backend.push(tasks)
+            project = backend.project_id
+            urls = {sha: backend._image_url(path) for sha, path in paths.items()}
+        finally:
+            backend.close()
+    with connect(ls_env.url, ls_env.token) as ls:
+        about = {(t.data["sha256"], t.data["wnid"]): t.data["about"] for t in remote_tasks(ls, project)}
+    assert {(dog0, DOG), (hotdog, DOG), (cat0, CAT)} <= set(about)
+    for (sha, wnid), panel in about.items():
+        shown = panel.count("<img")
+        if wnid == CAT:  # nothing verified: no image, the definition counts
+            assert shown == 0 and NO_EXAMPLES in panel and "cat" in panel
+            continue
+        expected = [s for s in (dog2, dog0) if s != sha]  # gold first, then the crowd's; never the one asked about
+        assert shown == len(expected) and NO_EXAMPLES not in panel, (sha, panel)
+        assert [panel.index(urls[s]) for s in expected] == sorted(panel.index(urls[s]) for s in expected)
+        assert not any(urls[s] in panel for s in (dog1, hotdog, cat0, mouse0))
+
+
+def annotation(ann_id: int, answer: str | dict = "yes", **fields) -> dict:
+    """An annotation as a task listing holds it (the user inline, as some Label Studio versions list it)."""
+    return {"id": ann_id, "updated_at": T0, "completed_by": {"id": 7, "email": "ann1@example.org"},
+            "was_cancelled": False, "lead_time": 4.0,
+            "result": [{"from_name": "answer", "to_name": "image", "type": "choices",
+                        "value": {"choices": [answer] if isinstance(answer, str) else answer}}], **fields}
+
+
+def test_malformed_annotations_are_skipped_and_counted_in_a_listing(base_run, tmp_path: Path, monkeypatch,
+                                                                     caplog):
+    """One unreadable annotation never stops the pull: each is skipped and counted (a stat, a warning with its
+    id, and per task: each one asks Label Studio for one more answer), a vote it replaced is withdrawn, and a
+    task curate did not ask about is ignored."""
+    from curate.config import load_config
+    from curate.runner import open_run
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # never contacted: the listing is written here
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "never-sent")
+    with open_run(load_config(make_pipeline(base_run, tmp_path, tmp_path)), progress=False) as ctx:
+        ctx.catalog.create_missing_tasks("labelstudio", 2)
+        first, second = ctx.catalog.unpublished_tasks("labelstudio")[:2]
+        ctx.catalog.add_votes([{"task_id": first["id"], "annotator": "ann2@example.org", "answer": "yes",
+                                "remote_id": "ls:3", "created_at": 0.0}])  # annotation 3 was readable once
+        broken = [
+            {k: v for k, v in annotation(2).items() if k != "updated_at"},  # KeyError: 'updated_at' before
+            annotation(3, completed_by="ann2@example.org"),  # a string where a user id or a user belongs
+            annotation(4) | {"result": [{"from_name": "answer", "type": "choices", "value": ["yes"]}]},  # a list
+            annotation(5, {"yes": True}),  # choices a dict
+            annotation(6) | {"result": [{"from_name": "answer", "type": "choices", "value": {"choices": "yes"}}]},
+            annotation(8) | {"result": ["yes"]},  # a result item that is not an object
+            annotation(9) | {"result": [{"from_name": "comment", "type": "choices", "value": {"choices": ["y"]}}]},
+            annotation(10, "maybe"),  # a choice the question does not offer
+            annotation(11, updated_at="yesterday"),
+            "not an annotation",
+        ]
+        listing = [SimpleNamespace(id=101, overlap=2, annotations=[annotation(1, "yes"), *broken,
+                                                                    annotation(12, "no", was_cancelled=True)]),
+                   SimpleNamespace(id=102, overlap=2, annotations=[annotation(13, "No")]),
+                   SimpleNamespace(id=999, overlap=2, annotations=[annotation(14)])]  # not asked about
+        backend = LabelStudioCrowd(LabelStudioCrowdConfig(), ctx)
+        with caplog.at_level("WARNING", logger="curate.crowd.labelstudio"):
+            changes = backend._compare(listing, {101: [first], 102: [second]})
+        backend.close()
+    assert sorted((v.task_id, v.remote_id, v.answer, v.annotator) for v in changes.new) == sorted([
+        (first["id"], "ls:1", "yes", "ann1@example.org"), (first["id"], "ls:12", "unsure", "ann1@example.org"),
+        (second["id"], "ls:13", "no", "ann1@example.org")])
+    assert changes.withdrawn == ["ls:3"] and changes.revisions == []
+    assert changes.unreadable == {101: len(broken)}
+    assert backend.stats["malformed"] == len(broken) and backend.stats["foreign_tasks"] == 1
+    (warning,) = [r.getMessage() for r in caplog.records if "do not parse" in r.getMessage()]
+    assert "ids 2, 3, 4, 5, 6, 8, 9, 10, 11, None" in warning and "updated_at" in warning
+
+
+def post_annotation(url: str, token: str, task: int, result: object, user: int) -> int:
+    """An annotation as the API takes it from anyone who may annotate (Label Studio keeps some results even
+    where it answers 500); returns the HTTP status."""
+    reply = requests.post(f"{url}/api/tasks/{task}/annotations/", json={"result": result, "completed_by": user},
+                          headers={"Authorization": f"Token {token}"}, timeout=30)
+    return reply.status_code
+
+
+def test_malformed_annotations_posted_through_the_api_do_not_stop_collection(ls_env, annotators, base_run,
+                                                                             tmp_path: Path, capsys):
+    pipeline = make_pipeline(base_run, tmp_path, ls_env.root, votes=2)
+    run_dir = tmp_path / "run"
+    assert run(pipeline) == 0
+    project = project_id(run_dir, ls_env.url)
+    ann1, ann2, ann3 = (annotators[f"ann{i}@example.org"] for i in (1, 2, 3))
+    answer = [{"from_name": "answer", "to_name": "image", "type": "choices"}]
+    junk = [[answer[0] | {"value": ["yes"]}],  # a list where a value belongs (Label Studio: 500, kept)
+            [answer[0] | {"value": {"choices": "yes"}}],  # choices a string
+            [answer[0] | {"from_name": "comment", "value": {"choices": ["yes"]}}]]  # a control curate lacks
+    with connect(ls_env.url, ls_env.token) as ls:
+        remote = sorted(remote_tasks(ls, project), key=lambda t: t.id)
+        with _open(run_dir) as catalog:
+            is_true = make_truth(catalog.truth_table())
+        truth = {t.id: "yes" if is_true(t.data["sha256"], t.data["wnid"]) else "no" for t in remote}
+        for task in remote:
+            ls.annotations.create(id=task.id, result=choice(truth[task.id]), completed_by=ann1)
+        for task, result in zip(remote, junk, strict=False):
+            post_annotation(ls_env.url, ls_env.token, task.id, result, ann3)
+        for task in remote[len(junk):]:
+            ls.annotations.create(id=task.id, result=choice(truth[task.id]), completed_by=ann2)
+        kept = {t.id: len(t.annotations) for t in remote_tasks(ls, project)}
+    assert all(kept[t.id] == 2 for t in remote)  # Label Studio holds every junk answer: those tasks look done
+
+    capsys.readouterr()
+    assert run(pipeline) == 0
+    assert f"waiting for {len(junk)} votes" in capsys.readouterr().out  # the other votes are in
+    log_text = RunLayout(run_dir).log_file.read_text()
+    assert f"skipped {len(junk)} annotations that do not parse" in log_text
+    with connect(ls_env.url, ls_env.token) as ls:
+        for task in remote[: len(junk)]:  # served again, to someone else
+            now = ls.tasks.get(id=str(task.id))
+            assert now.overlap == 3 and not now.is_labeled
+            ls.annotations.create(id=task.id, result=choice(truth[task.id]), completed_by=ann2)
+    assert run(pipeline) == 0
+    assert "waiting" not in capsys.readouterr().out
+    votes = catalog_rows(run_dir, "SELECT v.annotator, v.answer, t.remote_id FROM votes v JOIN tasks t "
+                                  "ON t.id = v.task_id WHERE v.superseded_by IS NULL")
+    assert len(votes) == 2 * len(remote) and "ann3@example.org" not in {v["annotator"] for v in votes}
+    assert all(v["answer"] == truth[int(v["remote_id"].split("/")[1])] for v in votes)
+
+
+def test_review_questions_have_their_own_project_overlap_and_edits(ls_env, annotators, base_run, tmp_path: Path,
+                                                                   capsys):
+    """The review round's questions go to a project of their own whose overlap is review.votes_per_image (the
+    first rounds' stays annotate.votes_per_image): an answered review task is done in Label Studio too. An
+    answer changed there later changes the review's decision on the next run."""
+    import yaml
+    from conftest import CAT
+
+    from curate.catalog.decisions import review_queue
+    from curate.config import load_config
+    from curate.runner import open_run
+
+    pipeline = make_pipeline(base_run, tmp_path, ls_env.root, votes=2)
+    data = yaml.safe_load(pipeline.read_text())
+    data["review"] = {"votes_per_image": 1}
+    write_pipeline(pipeline, data)
+    run_dir = tmp_path / "run"
+    assert run(pipeline) == 0
+    annotate_project = project_id(run_dir, ls_env.url)
+    two = {k: v for k, v in annotators.items() if k != "ann3@example.org"}
+    with connect(ls_env.url, ls_env.token) as ls:
+        answer_all(ls, annotate_project, two, run_dir)
+    assert run(pipeline) == 0  # every task has its votes: labels
+    with open_run(load_config(pipeline), progress=False) as ctx:  # the model doubts a dog: a cat, it says
+        sha = next(r["sha256"] for r in ctx.catalog.final_labels() if r["wnid"] == DOG)
+        ctx.catalog.replace_issues(("label", "outlier", "near_duplicate"), [
+            {"sha256": sha, "wnid": DOG, "kind": "label", "score": 0.05, "suggested_wnid": CAT, "detail": None}])
+        ctx.catalog.finish_stage(ctx.catalog.start_stage("noise", "fp-noise"), "ok",
+                                 {"backbone": "mobilenet_v2:imagenet", "backbone_trained": True})
+    review = ["run", str(pipeline), "--no-progress", "--only", "review"]
+    capsys.readouterr()
+    assert main(review) == 0
+    assert "waiting for 2 review votes" in capsys.readouterr().out
+
+    queue = review_queue("labelstudio")
+    review_project = project_id(run_dir, ls_env.url, queue)
+    ann3 = annotators["ann3@example.org"]
+    with connect(ls_env.url, ls_env.token) as ls:
+        assert review_project != annotate_project
+        assert ls.projects.get(id=annotate_project).maximum_annotations == 2
+        assert ls.projects.get(id=review_project).maximum_annotations == 1
+        asked = {t.data["wnid"]: t for t in remote_tasks(ls, review_project)}
+        assert set(asked) == {DOG, CAT} and {t.data["sha256"] for t in asked.values()} == {sha}
+        made = {wnid: ls.annotations.create(id=task.id, result=choice("yes" if wnid == DOG else "no"),
+                                            completed_by=ann3).id for wnid, task in asked.items()}
+        assert all(ls.tasks.get(id=str(t.id)).is_labeled for t in asked.values())  # decided: served no more
+    assert main(review) == 0
+    assert "waiting" not in capsys.readouterr().out
+    decision = catalog_rows(run_dir, f"SELECT * FROM decisions WHERE sha256 = '{sha}'")[0]
+    assert decision["source"] == "review" and decision["action"] == "keep"
+
+    with connect(ls_env.url, ls_env.token) as ls:  # the annotator changes their mind on the dog
+        time.sleep(0.01)
+        ls.annotations.update(id=made[DOG], result=choice("no"))
+    assert main([*review, "--force"]) == 0
+    decision = catalog_rows(run_dir, f"SELECT * FROM decisions WHERE sha256 = '{sha}'")[0]
+    assert decision["action"] == "drop" and "review confirmed neither" in decision["reason"]
+    (changed,) = catalog_rows(run_dir, f"SELECT * FROM votes WHERE remote_id LIKE 'ls:{made[DOG]}:%'")
+    assert changed["answer"] == "no" and changed["superseded_by"] is None
+    with connect(ls_env.url, ls_env.token) as ls:
+        assert ls.projects.get(id=annotate_project).task_number == len(catalog_rows(
+            run_dir, "SELECT id FROM tasks WHERE backend = 'labelstudio'"))  # no review task among the first

@@ -79,20 +79,25 @@ class AnnotationTables(Database):
                 paths[row["sha256"]] = row["path"]
         return paths
 
-    def class_examples(self, wnid: str, n: int) -> list[tuple[str, str]]:
-        """Up to ``n`` (sha256, path) images that show the class: accepted by the crowd first (highest
-        agreement), then downloaded candidates of the class in search-rank order."""
+    def class_examples(self, wnid: str, n: int, min_p_true: float, min_votes: int) -> list[tuple[str, str]]:
+        """Up to ``n`` (sha256, path) images known to show the class, never a mere candidate: a gold "yes"
+        first, then images the crowd accepted with high agreement (``p_true >= min_p_true`` from at least
+        ``min_votes`` votes), highest agreement first. An image with a gold "no", or whose decision is not
+        keep (dropped, relabelled, or waiting for review), is never one."""
         if n <= 0:
             return []
         rows = self.query(
             "SELECT sha256, path FROM ("
-            "  SELECT l.sha256, i.path, 0 AS tier, -l.p_true AS score FROM labels l JOIN images i USING (sha256)"
-            "  WHERE l.wnid = ? AND l.accepted = 1"
+            "  SELECT g.sha256, 0 AS tier, 0.0 AS score FROM gold g WHERE g.wnid = ?1 AND g.answer = 'yes'"
             "  UNION ALL"
-            "  SELECT c.sha256, i.path, 1 AS tier, COALESCE(c.rank, 1e9) AS score FROM candidates c"
-            "  JOIN images i USING (sha256) WHERE c.wnid = ? AND c.status = 'downloaded'"
-            ") ORDER BY tier, score, sha256",
-            (wnid, wnid),
+            "  SELECT l.sha256, 1 AS tier, -l.p_true AS score FROM labels l WHERE l.wnid = ?1"
+            "  AND l.accepted = 1 AND l.p_true >= ?2 AND l.n_votes >= ?3"
+            ") e JOIN images i USING (sha256)"
+            " WHERE NOT EXISTS (SELECT 1 FROM gold g WHERE g.sha256 = e.sha256 AND g.wnid = ?1 AND g.answer = 'no')"
+            " AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.sha256 = e.sha256 AND d.wnid = ?1"
+            "   AND d.action != 'keep')"
+            " ORDER BY tier, score, sha256",
+            (wnid, min_p_true, min_votes),
         )
         seen: dict[str, str] = {}
         for row in rows:

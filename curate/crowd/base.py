@@ -2,7 +2,9 @@
 
 A task asks one yes/no question about one image and one class: "Is this a <lemma>? <gloss>".
 A backend is one module: a class with a ``name`` (``annotate.backend.type`` in YAML), a ``Config``
-beside it, registered with ``@BACKENDS.register``, constructed as ``Backend(config, ctx)``.
+beside it, registered with ``@BACKENDS.register``, constructed by ``Backend.from_context(config, ctx)``; a
+backend that can review (``can_review``, default True) also takes ``queue`` (the catalog's ``tasks.backend`` of
+the tasks it serves, e.g. ``<name>/review``) and ``votes_per_task`` (that queue's votes per task).
 
 - :meth:`CrowdBackend.push` publishes tasks and returns their remote ids (kept in the catalog, so a
   rerun never publishes a task twice).

@@ -2,11 +2,22 @@
 
 Reads: the run's server (:func:`curate.labelstudio.client.resolve_server`: the ``url`` setting,
 ``$LABEL_STUDIO_URL`` or the server ``curate labelstudio serve`` started for the run) and its token (never
-from YAML); the catalog's synsets, images, labels and candidates, to show each question with the class's
-words, gloss and a few example images. Writes: the run's project per server in ``projects.json`` (through
-:class:`~curate.layout.RunLayout`, so a rerun reuses it); changed and deleted answers through the catalog.
+from YAML); the catalog's synsets, images, labels, gold answers and decisions, to show each question with
+the class's words, gloss and a few verified example images. Writes: the run's projects per server in
+``projects.json`` (through :class:`~curate.layout.RunLayout`, so a rerun reuses them); changed and deleted
+answers through the catalog.
 
-Push: one project per run, a local-files storage on the run's image store attached (without it image URLs
+Queues: an instance serves one queue of tasks (``tasks.backend``: ``labelstudio`` for the first rounds,
+``labelstudio/review`` for the review round), each in a project of its own whose ``maximum_annotations`` is
+that queue's votes per task (``annotate.votes_per_image``, ``review.votes_per_image``). Not one project with
+per-task overlaps, because Label Studio 1.23.2 (measured) ignores ``overlap`` in imported tasks and, when a
+project's ``maximum_annotations`` changes, sets every task whose overlap is above 1 to the new value.
+
+Examples beside a question: gold "yes" answers, then images the crowd accepted with high agreement
+(``p_true >= EXAMPLE_MIN_P_TRUE`` from at least ``example_min_votes`` votes), never a mere candidate, a
+rejected or doubted image, or the image asked about; with none, the panel says the gloss is the definition.
+
+Push: a local-files storage on the run's image store attached to the project (without it image URLs
 answer 404), tasks imported in bulk (``POST /api/projects/{id}/import``, ``import_batch`` per request), each
 carrying its ``curate_task_id``: tasks already in the project are found by it first, so a rerun or a push cut
 short never duplicates one. Task rows with a model ``score`` (p of "yes") get it as a prediction (score =
@@ -18,8 +29,11 @@ the annotation fields needed), never one call per annotation. Each annotation is
 (``unsure``). An answer changed later becomes a new vote (``ls:<id>:<updated_at>``) superseding the old;
 a deleted annotation withdraws its vote (the task reopens). Answers changed on complete tasks (which are no
 longer pulled) are found at the start of every stage run, in :meth:`push`, by one listing filtered on
-``updated_at`` since the last such look. A task that wants more votes than Label Studio serves it (an
-aggregator asked for one more) gets its ``overlap`` raised. An unreachable server or a refused token stops the
+``updated_at`` since the last such look. Each annotation is validated (:func:`parse_annotation`): one
+that does not parse (any annotator can post one through the API) is skipped, counted (``malformed``) and
+named in a warning, and listed tasks curate did not ask about are ignored. A task that wants more votes than
+Label Studio serves it (an aggregator asked for one more, or it holds unreadable annotations) gets its
+``overlap`` raised. An unreachable server or a refused token stops the
 stage with a message naming the server; votes stored by earlier batches stay, the next run continues there.
 
 ``multi_class``: one task per image listing every class it is a candidate for; ticking a class is a "yes"
@@ -33,6 +47,7 @@ import json
 import logging
 from collections import Counter
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -49,8 +64,15 @@ from curate.labelstudio import TOKEN_ENV, LabelStudioError
 log = logging.getLogger(__name__)
 
 ANSWERS = ("yes", "no", "unsure")
+CONTROLS = ("answer", "classes")  # the from_name of the answer in the labeling config (single, multi-class)
 MODEL_VERSION = "curate"
 SYNC_MARGIN = timedelta(minutes=2)  # re-read a little before the last mark: clocks within one server, races
+# An example image beside a question must be right: a gold "yes", or accepted by at least
+# ``example_min_votes`` people with p_true >= this (majority voting's p_true is the share of yes among yes and
+# no, so below ten answers it reaches 0.9 only when nobody said no).
+EXAMPLE_MIN_P_TRUE = 0.9
+NO_EXAMPLES = "No verified examples of this class yet: the definition above is what counts."
+QUEUES = "queues"  # projects.json: the projects of other queues (the review round's) below the server's entry
 _ANNOTATION_FIELDS = "id,overlap,annotations,result,completed_by,updated_at,was_cancelled,lead_time"
 
 
@@ -62,6 +84,8 @@ class LabelStudioCrowdConfig(Section):
     project_title: str | None = Field(None, min_length=3, max_length=50,
                                       description="default: 'curate <run name>'")
     example_images: int = Field(3, ge=0, le=8, description="example images of the class shown beside a question")
+    example_min_votes: int = Field(3, ge=1, le=50, description="votes an image the crowd accepted needs before "
+                                                              "it is shown as an example (gold answers need none)")
     multi_class: bool = Field(False, description="one task per image with every candidate class to tick")
     timeout: float = Field(30.0, gt=0, le=600, description="seconds per HTTP request")
     import_batch: int = Field(500, ge=1, le=5000, description="tasks per import request")
@@ -109,6 +133,85 @@ def _timestamp(value: Any) -> tuple[str, float]:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), moment.timestamp()
 
 
+def _stamp_or_none(value: Any) -> str | None:
+    try:
+        return _timestamp(value)[0] if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Malformed(ValueError):
+    """An annotation curate cannot read: Label Studio stores whatever result its API is sent (even where it
+    answers 500), so any annotator can leave one."""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One annotation as curate reads it; ``choices`` is None for a skipped task or an empty result."""
+
+    id: int
+    stamp: str  # updated_at as a remote id carries it
+    created: float  # updated_at, seconds since the epoch
+    user: int | dict[str, Any] | None
+    choices: tuple[str, ...] | None
+    lead_time: float | None
+
+
+@dataclass
+class Changes:
+    """What one listing changes in the catalog, and how many unreadable annotations each listed task holds."""
+
+    new: list[Vote] = field(default_factory=list)
+    revisions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (remote id replaced, new row)
+    withdrawn: list[str] = field(default_factory=list)
+    unreadable: Counter[int] = field(default_factory=Counter)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_annotation(raw: Any) -> Annotation:
+    """An annotation from a task listing, checked field by field; raises :class:`Malformed` naming the
+    first field that is not what Label Studio's labeling screen sends."""
+    if not isinstance(raw, dict):
+        raise Malformed(f"an annotation is a {type(raw).__name__}, not an object")
+    if not _is_int(raw.get("id")):
+        raise Malformed("no integer id")
+    try:
+        stamp, created = _timestamp(raw.get("updated_at"))
+    except (TypeError, ValueError):
+        raise Malformed("no valid updated_at") from None
+    user = raw.get("completed_by")
+    if not (user is None or _is_int(user) or isinstance(user, dict) and (
+            _is_int(user.get("id")) or isinstance(user.get("email"), str))):
+        raise Malformed("completed_by is neither a user id nor a user")
+    lead_time = raw.get("lead_time")
+    return Annotation(raw["id"], stamp, created, user,
+                      None if raw.get("was_cancelled") is True else _choices(raw.get("result")),
+                      float(lead_time) if isinstance(lead_time, int | float) and not isinstance(lead_time, bool)
+                      else None)
+
+
+def _choices(result: Any) -> tuple[str, ...] | None:
+    """The choices of the answer control (``answer``, or ``classes`` in multi-class mode) in a result;
+    None for an empty result. Items for other controls are ignored."""
+    if result is None or result == []:
+        return None
+    if not isinstance(result, list) or not all(isinstance(item, dict) for item in result):
+        raise Malformed("result is not a list of objects")
+    ours = [item for item in result if item.get("from_name") in CONTROLS]
+    if not ours:
+        raise Malformed("result answers none of curate's questions (unknown from_name)")
+    if len(ours) > 1 or ours[0].get("type") != "choices":
+        raise Malformed("result holds more than one answer, or an answer that is not a choice")
+    value = ours[0].get("value")
+    choices = value.get("choices") if isinstance(value, dict) else None
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        raise Malformed("value.choices is not a list of strings")
+    return tuple(choices)
+
+
 @BACKENDS.register
 class LabelStudioCrowd:
     name = "labelstudio"
@@ -116,18 +219,22 @@ class LabelStudioCrowd:
     answers_change = True  # annotators may edit or delete answers after their task completed
     Config = LabelStudioCrowdConfig
 
-    def __init__(self, config: LabelStudioCrowdConfig, ctx: Any):
+    def __init__(self, config: LabelStudioCrowdConfig, ctx: Any, queue: str | None = None,
+                 votes_per_task: int | None = None):
         from curate.labelstudio.client import resolve_server
 
         self.config = config
         self.catalog = ctx.catalog
         self.layout = ctx.layout
         self.run_name = ctx.config.run.name
-        self.votes_per_image = ctx.config.annotate.votes_per_image
+        self.queue = queue or self.name  # the catalog's tasks.backend of the tasks this instance serves
+        self.round = self.queue.partition("/")[2]  # "" for the first rounds, "review" for the review round
+        self.stage = self.round or "annotate"
+        self.votes_per_task = votes_per_task or ctx.config.annotate.votes_per_image
         try:
             self.server = resolve_server(self.layout, config.url, config.token_env)
         except LabelStudioError as exc:
-            raise StageError(self.name, str(exc)) from None
+            raise StageError(self.stage, str(exc)) from None
         self.url = self.server.url
         self.stats: Counter[str] = Counter()
         self._stack = ExitStack()
@@ -137,8 +244,11 @@ class LabelStudioCrowd:
         self._examples: dict[str, list[tuple[str, str]]] = {}
 
     @classmethod
-    def from_context(cls, config: LabelStudioCrowdConfig, ctx: Any) -> LabelStudioCrowd:
-        return cls(config, ctx)
+    def from_context(cls, config: LabelStudioCrowdConfig, ctx: Any, queue: str | None = None,
+                     votes_per_task: int | None = None) -> LabelStudioCrowd:
+        """The backend for one queue of tasks (default: the first rounds', ``annotate.votes_per_image`` each);
+        every queue has its own project, whose overlap is the queue's ``votes_per_task``."""
+        return cls(config, ctx, queue, votes_per_task)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -154,18 +264,31 @@ class LabelStudioCrowd:
 
         return api_errors(self.url, doing, layout=self.layout if self.server.local else None,
                           token_source=self.server.token_source,
-                          error=lambda message: StageError("annotate", message))
+                          error=lambda message: StageError(self.stage, message))
 
     def _state(self) -> dict[str, Any]:
         from curate.labelstudio.server import read_json
 
         return read_json(self.layout.labelstudio_projects)
 
+    def _known_project(self) -> dict[str, Any]:
+        """This queue's project as projects.json keeps it: the first rounds' is the server's entry itself,
+        another queue's sits below it, under ``queues``."""
+        entry = self._state().get(self.url) or {}
+        if self.round:
+            return dict((entry.get(QUEUES) or {}).get(self.queue) or {})
+        return {k: v for k, v in entry.items() if k != QUEUES}
+
     def _save_project(self) -> None:
         from curate.atomic import write_text
 
         state = self._state()
-        state[self.url] = self._project
+        entry = state.get(self.url) or {}
+        if self.round:
+            entry[QUEUES] = {**(entry.get(QUEUES) or {}), self.queue: self._project}
+        else:
+            entry = {**self._project, **({QUEUES: entry[QUEUES]} if entry.get(QUEUES) else {})}
+        state[self.url] = entry
         write_text(self.layout.labelstudio_projects, json.dumps(state, indent=2) + "\n")
 
     @property
@@ -177,12 +300,13 @@ class LabelStudioCrowd:
 
     # ------------------------------------------------------------------ project
     def project(self) -> dict[str, Any]:
-        """The run's project on this server (created with its storage on first use), as kept in projects.json."""
+        """This queue's project of the run on this server (created with its storage on first use), as kept in
+        projects.json; its overlap (``maximum_annotations``) is the queue's votes per task."""
         if self._project is not None:
             return self._project
         from label_studio_sdk.core.api_error import ApiError
 
-        known = self._state().get(self.url) or {}
+        known = self._known_project()
         project = None
         if known.get("project"):
             with self._errors("opening the run's project"):
@@ -195,12 +319,13 @@ class LabelStudioCrowd:
                                 "the old one wait for it)", known["project"], self.url)
                     known = {}
         if project is None:
-            title = self.config.project_title or f"curate {self.run_name}"[:50]
+            title = self._title()
             with self._errors("creating the run's project"):
                 project = self.ls.projects.create(
                     title=title, label_config=label_config(self.config.multi_class),
-                    description=f"curate run {self.layout.root}: is the image an example of the class?",
-                    maximum_annotations=self.votes_per_image, sampling="Sequential sampling")
+                    description=f"curate run {self.layout.root}{f' ({self.round})' if self.round else ''}: is the "
+                                f"image an example of the class?",
+                    maximum_annotations=self.votes_per_task, sampling="Sequential sampling")
             log.info("created Label Studio project %d '%s' at %s", project.id, title, self.url)
             known = {"project": project.id}
         known["overlap"] = project.maximum_annotations
@@ -209,9 +334,13 @@ class LabelStudioCrowd:
         if not known.get("storage"):
             known["storage"] = self._attach_storage()
         self._save_project()
-        if project.maximum_annotations != self.votes_per_image:  # annotate.votes_per_image changed
-            self._update_project(maximum_annotations=self.votes_per_image)
+        if project.maximum_annotations != self.votes_per_task:  # the queue's votes per task changed
+            self._update_project(maximum_annotations=self.votes_per_task)
         return known
+
+    def _title(self) -> str:
+        title = (self.config.project_title or f"curate {self.run_name}")[:50]
+        return f"{title[: 49 - len(self.round)]} {self.round}" if self.round else title
 
     def _attach_storage(self) -> int:
         """A local-files storage on the run's image store: Label Studio serves /data/local-files/ only under one."""
@@ -233,7 +362,7 @@ class LabelStudioCrowd:
     # ------------------------------------------------------------------ push
     def push(self, tasks: list[Any]) -> dict[int, str]:
         """Publish new tasks (after taking in answers changed on complete tasks: every stage run pushes)."""
-        if not tasks and not (self._state().get(self.url) or {}).get("project"):
+        if not tasks and not self._known_project().get("project"):
             return {}
         project = self.project_id
         self._sync_complete_tasks()
@@ -251,7 +380,7 @@ class LabelStudioCrowd:
                 answer = self.ls.projects.import_tasks(id=project, request=[p for p, _ in chunk], return_task_ids=True)
             ids = answer.task_ids or []
             if len(ids) != len(chunk):
-                raise StageError("annotate", f"Label Studio at {self.url} imported {len(ids)} of {len(chunk)} tasks "
+                raise StageError(self.stage, f"Label Studio at {self.url} imported {len(ids)} of {len(chunk)} tasks "
                                              f"into project {project}; run again (tasks there are not duplicated)")
             for ls_id, (_, curate_ids) in zip(ids, chunk, strict=True):
                 for curate_id in curate_ids:
@@ -326,16 +455,21 @@ class LabelStudioCrowd:
         return f"<b>{words}</b>: {html.escape(synset['gloss'])}"
 
     def _about(self, synset: Any, own_sha: str) -> str:
-        """The side panel: the class's words and gloss, and a few example images (not the one asked about)."""
+        """The side panel: the class's words and gloss, and a few verified example images (gold answers, or
+        accepted with high agreement; never the one asked about, never a mere candidate), else a line saying
+        that the gloss is the definition."""
         wnid = synset["wnid"]
         if wnid not in self._examples:
-            self._examples[wnid] = self.catalog.class_examples(wnid, self.config.example_images + 1)
+            self._examples[wnid] = self.catalog.class_examples(
+                wnid, self.config.example_images + 1, EXAMPLE_MIN_P_TRUE, self.config.example_min_votes)
         examples = [p for sha, p in self._examples[wnid] if sha != own_sha][: self.config.example_images]
         parts = [f"<p style='font-size:16px'>{self._class_html(synset)}</p>"]
         if examples:
             images = "".join(f"<img src='{html.escape(self._image_url(p))}' alt='example' "
                              f"style='height:110px;margin:0 6px 6px 0;border-radius:4px'/>" for p in examples)
             parts.append(f"<p style='margin:12px 0 4px'>Examples of this class:</p><div>{images}</div>")
+        elif self.config.example_images:
+            parts.append(f"<p style='margin:12px 0 4px'>{NO_EXAMPLES}</p>")
         parts.append("<p style='color:#666;margin-top:12px'>Keys: <b>y</b> yes, <b>n</b> no, <b>u</b> unsure; "
                      "then Submit (Ctrl+Enter).</p>")
         return "".join(parts)
@@ -357,20 +491,26 @@ class LabelStudioCrowd:
             self.stats["gone"] += len(gone)
             log.warning("%d tasks are no longer in Label Studio project %d (deleted there?), e.g. %s",
                         len(gone), project, sorted(gone)[:5])
-        self._raise_overlap(listing, by_remote)
-        new, revisions, withdrawn = self._compare(listing, by_remote)
-        self._revise(revisions, withdrawn)
-        self.stats["new_votes"] += len(new)
-        return new
+        changes = self._compare(listing, by_remote)
+        self._raise_overlap(listing, by_remote, changes.unreadable)
+        self._revise(changes.revisions, changes.withdrawn)
+        self.stats["new_votes"] += len(changes.new)
+        return changes.new
 
-    def _raise_overlap(self, listing: list[Any], by_remote: dict[int, list[Any]]) -> None:
-        """Label Studio serves a task to ``overlap`` people: a task that wants more votes (an aggregator asked
-        for one more) gets its overlap raised, one request per such task."""
+    def _raise_overlap(self, listing: list[Any], by_remote: dict[int, list[Any]], unreadable: Counter[int]) -> None:
+        """Label Studio serves a task until it holds ``overlap`` annotations (skipped ones aside), readable or
+        not: a task that wants more votes (an aggregator asked for one more) or holds annotations curate cannot
+        read (each one answer fewer) gets its overlap raised, one request per such task. Label Studio does not
+        recompute ``is_labeled`` on such an update, so it is sent along."""
         for remote_task in listing:
-            wanted = max(int(t["votes_wanted"]) for t in by_remote[remote_task.id])
+            if remote_task.id not in by_remote:
+                continue
+            wanted = max(int(t["votes_wanted"]) for t in by_remote[remote_task.id]) + unreadable[remote_task.id]
             if (remote_task.overlap or 0) < wanted:
+                held = sum(not (isinstance(a, dict) and a.get("was_cancelled") is True)
+                           for a in remote_task.annotations or [])
                 with self._errors(f"asking for {wanted} answers on task {remote_task.id}"):
-                    self.ls.tasks.update(id=str(remote_task.id), overlap=wanted, is_labeled=False)
+                    self.ls.tasks.update(id=str(remote_task.id), overlap=wanted, is_labeled=held >= wanted)
                 self.stats["overlap_raised"] += 1
 
     def _by_remote_task(self, tasks: list[Any], project: int) -> dict[int, list[Any]]:
@@ -389,8 +529,9 @@ class LabelStudioCrowd:
         return grouped
 
     def _sync_complete_tasks(self) -> None:
-        """Answers changed (or deleted, or added) on complete tasks since the last pull: one filtered listing."""
-        complete = self.catalog.tasks_of(self.name, "complete")
+        """Answers changed (or deleted, or added) on this queue's complete tasks since the last look: one
+        filtered listing of the queue's project."""
+        complete = self.catalog.tasks_of(self.queue, "complete")
         if not complete:
             return
         by_remote = self._by_remote_task(complete, self.project_id)
@@ -406,16 +547,16 @@ class LabelStudioCrowd:
         with self._errors("looking for answers changed on complete tasks"):
             for task in self.ls.tasks.list(project=self.project_id, fields="all", page_size=500,
                                            include=f"{_ANNOTATION_FIELDS}", query=json.dumps(query)):
-                stamp = _timestamp(task.updated_at)[0] if task.updated_at else None
+                stamp = _stamp_or_none(task.updated_at)
                 if stamp and (latest is None or stamp > latest):
                     latest = stamp
                 if task.id in by_remote:
                     changed.append(task)
-        new, revisions, withdrawn = self._compare(changed, {t.id: by_remote[t.id] for t in changed})
-        if new:
-            self.catalog.add_votes([v.as_row() for v in new])
-            self.stats["new_votes"] += len(new)
-        self._revise(revisions, withdrawn)
+        changes = self._compare(changed, by_remote)
+        if changes.new:
+            self.catalog.add_votes([v.as_row() for v in changes.new])
+            self.stats["new_votes"] += len(changes.new)
+        self._revise(changes.revisions, changes.withdrawn)
         if latest and latest != mark:
             self._project["synced_until"] = latest
             self._save_project()
@@ -427,66 +568,96 @@ class LabelStudioCrowd:
             self.stats["withdrawn"] += removed
             log.info("labelstudio: %d answers changed, %d deleted since the last pull", revised, removed)
 
-    def _compare(self, listing: list[Any], by_remote: dict[int, list[Any]]
-                 ) -> tuple[list[Vote], list[tuple[str, dict[str, Any]]], list[str]]:
-        """New votes, revisions (remote id of the vote that counts, replacement row) and withdrawn remote ids,
-        from the annotations Label Studio holds now against the votes the catalog holds."""
+    def _compare(self, listing: list[Any], by_remote: dict[int, list[Any]]) -> Changes:
+        """New votes, revisions and withdrawn votes, from the annotations Label Studio holds now against the
+        votes the catalog holds. An annotation that does not parse is skipped and counted (its vote, if it
+        had one, is withdrawn: the annotator's answer is no longer readable); a listed task curate did not ask
+        about is ignored."""
         curate_ids = [t["id"] for group in by_remote.values() for t in group]
         stored = {}
         for vote in self.catalog.current_votes(curate_ids):
             if vote["remote_id"].startswith("ls:"):
                 stored[(vote["task_id"], vote["remote_id"].split(":")[1])] = vote
-        new: list[Vote] = []
-        revisions: list[tuple[str, dict[str, Any]]] = []
+        changes = Changes()
         seen: set[tuple[int, str]] = set()
         listed: set[int] = set()
+        skipped: list[tuple[Any, str]] = []
         for remote_task in listing:
-            group = by_remote[remote_task.id]
+            group = by_remote.get(remote_task.id)
+            if group is None:
+                self.stats["foreign_tasks"] += 1
+                continue
             listed.update(t["id"] for t in group)
-            for annotation in remote_task.annotations or []:
-                annotator = self._annotator(annotation.get("completed_by"))
-                stamp, created = _timestamp(annotation["updated_at"])
-                answers = self._answers(annotation, group)
-                lead_time = annotation.get("lead_time")  # seconds on the task screen (shared by a multi-class one)
-                lead_time = float(lead_time) / len(group) if isinstance(lead_time, int | float) else None
-                for task in group:
-                    key = str(annotation["id"]) if not self.config.multi_class else f"{annotation['id']}.{task['id']}"
-                    seen.add((task["id"], key))
-                    answer = answers[task["id"]]
-                    old = stored.get((task["id"], key))
-                    if old is None:
-                        new.append(Vote(task["id"], annotator, answer, f"ls:{key}", created, lead_time))
-                    elif old["answer"] != answer or old["annotator"] != annotator:
-                        revisions.append((old["remote_id"], {"task_id": task["id"], "annotator": annotator,
-                                                             "answer": answer, "remote_id": f"ls:{key}:{stamp}",
-                                                             "created_at": created}))
-        withdrawn = [v["remote_id"] for (task_id, key), v in stored.items() if task_id in listed
-                     and (task_id, key) not in seen]
-        return new, revisions, withdrawn
+            for raw in remote_task.annotations or []:
+                try:
+                    annotation = parse_annotation(raw)
+                    answers = self._answers(annotation, group)
+                except Malformed as exc:
+                    changes.unreadable[remote_task.id] += 1
+                    skipped.append((raw.get("id") if isinstance(raw, dict) else None, str(exc)))
+                    continue
+                seen.update(self._votes_of(annotation, answers, group, stored, changes))
+        changes.withdrawn = [v["remote_id"] for (task_id, key), v in stored.items() if task_id in listed
+                             and (task_id, key) not in seen]
+        self._report_malformed(skipped)
+        return changes
 
-    def _answers(self, annotation: dict[str, Any], group: list[Any]) -> dict[int, str]:
-        """curate task id -> yes | no | unsure for one annotation (skipped or empty: unsure)."""
-        choices: list[str] | None = None
-        if not annotation.get("was_cancelled"):
-            for item in annotation.get("result") or []:
-                if item.get("type") == "choices" and item.get("from_name") in ("answer", "classes"):
-                    choices = [str(c) for c in (item.get("value") or {}).get("choices") or []]
+    def _votes_of(self, annotation: Annotation, answers: dict[int, str], group: list[Any],
+                  stored: dict[tuple[int, str], Any], changes: Changes) -> list[tuple[int, str]]:
+        """One annotation's votes (one per curate task of its Label Studio task) into ``changes``: new ones,
+        and revisions of stored ones whose answer or annotator changed; returns the (task, key) pairs seen."""
+        annotator = self._annotator(annotation.user)
+        lead_time = annotation.lead_time / len(group) if annotation.lead_time is not None else None  # shared
+        seen = []
+        for task in group:
+            key = str(annotation.id) if not self.config.multi_class else f"{annotation.id}.{task['id']}"
+            seen.append((task["id"], key))
+            answer, old = answers[task["id"]], stored.get((task["id"], key))
+            if old is None:
+                changes.new.append(Vote(task["id"], annotator, answer, f"ls:{key}", annotation.created, lead_time))
+            elif old["answer"] != answer or old["annotator"] != annotator:
+                changes.revisions.append((old["remote_id"], {
+                    "task_id": task["id"], "annotator": annotator, "answer": answer,
+                    "remote_id": f"ls:{key}:{annotation.stamp}", "created_at": annotation.created}))
+        return seen
+
+    def _report_malformed(self, skipped: list[tuple[Any, str]]) -> None:
+        if not skipped:
+            return
+        self.stats["malformed"] += len(skipped)
+        reasons = Counter(reason for _, reason in skipped)
+        log.warning("labelstudio: skipped %d annotations that do not parse (ids %s): %s; the other answers "
+                    "count, and each such task is served to one more annotator", len(skipped),
+                    ", ".join(str(i) for i, _ in skipped[:20]) + (", ..." if len(skipped) > 20 else ""),
+                    "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(5)))
+
+    def _answers(self, annotation: Annotation, group: list[Any]) -> dict[int, str]:
+        """curate task id -> yes | no | unsure for one annotation (skipped or empty: unsure). Raises
+        :class:`Malformed` for choices the task did not offer."""
+        choices = annotation.choices
         if not self.config.multi_class:
-            answer = choices[0].strip().lower() if choices else "unsure"
-            return {t["id"]: answer if answer in ANSWERS else "unsure" for t in group}
+            if not choices:
+                return {t["id"]: "unsure" for t in group}
+            answer = choices[0].strip().lower()
+            if len(choices) > 1 or answer not in ANSWERS:
+                raise Malformed(f"answer {list(choices)!r} is not one of Yes, No, Unsure")
+            return {t["id"]: answer for t in group}
+        offered = {t["wnid"] for t in group} | {"none", "unsure"}
+        if set(choices or ()) - offered:
+            raise Malformed(f"classes {sorted(set(choices or ()) - offered)!r} were not offered")
         if not choices or "unsure" in choices:
             return {t["id"]: "unsure" for t in group}
         return {t["id"]: "yes" if t["wnid"] in choices else "no" for t in group}
 
-    def _annotator(self, user: Any) -> str:
+    def _annotator(self, user: int | dict[str, Any] | None) -> str:
         if isinstance(user, dict):
             return str(user.get("email") or f"ls-user-{user.get('id')}")
         if user is None:
             return "ls-user-unknown"
-        if int(user) not in self._users:
+        if user not in self._users:
             with self._errors("listing users"):
                 self._users.update({u.id: u.email or f"ls-user-{u.id}" for u in self.ls.users.list()})
-        return self._users.get(int(user), f"ls-user-{user}")
+        return self._users.get(user, f"ls-user-{user}")
 
     # ------------------------------------------------------------------ the rest
     def next_step(self, missing_votes: int) -> str:

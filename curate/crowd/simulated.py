@@ -103,7 +103,9 @@ class SimulatedCrowd:
         self.unknown_truth = 0
 
     @classmethod
-    def from_context(cls, config: SimulatedCrowdConfig, ctx: Any) -> SimulatedCrowd:
+    def from_context(cls, config: SimulatedCrowdConfig, ctx: Any, queue: str | None = None,
+                     votes_per_task: int | None = None) -> SimulatedCrowd:
+        """(Any queue alike: the simulated crowd gives each task the ``votes_wanted`` its row carries.)"""
         from curate.crowd.truth import make_truth
 
         return cls(config, ctx.seed, truth=make_truth(ctx.catalog.truth_table()))
