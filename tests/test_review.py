@@ -273,6 +273,30 @@ def test_a_rerun_asks_nothing_twice_and_keeps_the_review_answers(run, monkeypatc
     assert after[(chosen["sha"], DOG)]["source"] == "review" and table_counts(run_dir) == before
 
 
+def test_review_stats_add_up_for_the_images_flagged_now(run):
+    """flagged = keep + drop + relabel + review_pending, over the images flagged now; the crowd's answers about
+    images no longer flagged still stand (export applies them) and are counted apart."""
+    pipeline = run()
+    chosen: dict = {}
+
+    def three_dogs(catalog: Catalog) -> None:
+        chosen["dogs"] = images_of(catalog, DOG)[:3]
+        flag(catalog, TRAINED, [{"sha256": s, "wnid": DOG, "kind": "label", "suggested_wnid": CAT}
+                                for s in chosen["dogs"]])
+
+    def one_cat(catalog: Catalog) -> None:  # the noise stage ran again and flags something else
+        flag(catalog, TRAINED, [{"sha256": images_of(catalog, CAT)[0], "wnid": CAT, "kind": "outlier"}])
+
+    first = review_and_export(pipeline, three_dogs)[0].stats
+    assert (first["flagged"], first["keep"]) == (3, 3)  # the crowd confirmed the three dogs
+    review, _, decisions = review_and_export(pipeline, one_cat)
+    stats = review.stats
+    assert stats["flagged"] == stats["keep"] + stats["drop"] + stats["relabel"] + stats["review_pending"] == 1
+    assert first["decided_by_review"] == 3
+    assert (stats["decided_by_review"], stats["earlier_reviews_not_flagged"]) == (0, 3)
+    assert {decisions[(sha, DOG)]["source"] for sha in chosen["dogs"]} == {"review"}
+
+
 def test_pending_review_waits_and_export_follows_review_pending(run, capsys):
     slow = {"type": "simulated", "workers": 7, "accuracy": 0.95, "accuracy_spread": 0.03, "spammer_share": 0.0,
             "answers_per_pull": 1}

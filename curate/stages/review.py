@@ -6,7 +6,10 @@ Reads: issues of the kinds in ``review.policy`` (``label`` and ``cross_class_dup
 highest agreement), gold answers, the noise stage's stats (which backbone flagged the images) and the review
 round's tasks and votes. Writes: ``decisions``, one per (image, class) with its action, reason and source
 (:mod:`curate.catalog.decisions`), and for images sent to review, tasks in the review queue
-(``<backend>/review``) and the crowd's votes on them.
+(``<backend>/review``) and the crowd's votes on them; then the noise stage's report again, each flagged
+image's card and table row with its decision and reason (:func:`curate.report.noise_report.rewrite_with_decisions`:
+from the report's own tables, no estimate recomputed). The stats count what stands for the images flagged
+now: ``flagged`` = ``keep`` + ``drop`` + ``relabel`` + ``review_pending``.
 
 Policy, per issue kind: ``keep`` (exported, reported in labels.csv), ``drop`` (left out), ``relabel``
 (exported under the suggested class; only for kinds that suggest one), ``review`` (asked of the crowd).
@@ -148,14 +151,20 @@ class ReviewStage(Stage):
         ctx.catalog.replace_policy_decisions([d.row() for d in plan])
         reviews = [d for d in plan if d.action == "review"]
         round_stats, waiting = self._review(ctx, reviews) if reviews else ({}, None)
-        counts: dict[str, int] = defaultdict(int)
-        for row in ctx.catalog.decision_counts():
-            counts["review_pending" if row["action"] == "review" else row["action"]] += row["n"]
-        stats = {"flagged": len(plan), **counts, **round_stats,
+        stats = {**decision_stats(plan, ctx.catalog.decisions()), **round_stats,
                  "flags_trusted": flags_trusted(ctx.catalog.stage_stats())}
         if waiting:
             stats["missing_votes"] = waiting.count
+        self._show_in_report(ctx)
         return StageResult(stats=stats, waiting=waiting)
+
+    @staticmethod
+    def _show_in_report(ctx: Context) -> None:
+        """The noise report, written before these decisions, rewritten with them (its estimate untouched)."""
+        from curate.report.noise_report import rewrite_with_decisions
+
+        if rewrite_with_decisions(ctx.layout.report, report_decisions(ctx.catalog), ctx.store.path):
+            log.info("review: the noise report shows the decisions: %s", ctx.layout.report_index)
 
     # ------------------------------------------------------------------ the review round
     def _review(self, ctx: Context, reviews: list[Decision]) -> tuple[dict[str, int], Waiting | None]:
@@ -193,6 +202,34 @@ class ReviewStage(Stage):
             return added, Waiting(missing, "review votes", backend.next_step(missing)) if missing else None
         finally:
             backend.close()
+
+
+def decision_stats(plan: list[Decision], decided: list[Any]) -> dict[str, int]:
+    """What stands now for the (image, class) pairs flagged now, so that ``flagged`` = ``keep`` + ``drop`` +
+    ``relabel`` + ``review_pending`` (a review's answer where the crowd gave one, else the policy's action);
+    ``decided_by_review``: how many of them the crowd's review settled; ``earlier_reviews_not_flagged``: review
+    answers about pairs the noise stage no longer flags (export still applies them: people looked)."""
+    flagged = {(d.sha256, d.wnid) for d in plan}
+    now = {(r["sha256"], r["wnid"]): r for r in decided}
+    stats = {"flagged": len(flagged), "keep": 0, "drop": 0, "relabel": 0, "review_pending": 0}
+    for key in flagged:
+        action = now[key]["action"]
+        stats["review_pending" if action == "review" else action] += 1
+    stats["decided_by_review"] = sum(now[key]["source"] == "review" for key in flagged)
+    earlier = sum(row["source"] == "review" for key, row in now.items() if key not in flagged)
+    return stats | ({"earlier_reviews_not_flagged": earlier} if earlier else {})
+
+
+def report_decisions(catalog: Any) -> Any:
+    """Every decision as the noise report shows it (a pandas frame): ``sha256``, ``given_label``, ``decision``
+    (keep, drop, relabel, or pending while the crowd reviews), ``decided_by`` (policy or review), ``new_label``
+    and ``decision_reason``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"sha256": r["sha256"], "given_label": r["wnid"],
+                          "decision": "pending" if r["action"] == "review" else r["action"], "decided_by": r["source"],
+                          "new_label": r["new_wnid"], "decision_reason": r["reason"]} for r in catalog.decisions()],
+                        columns=["sha256", "given_label", "decision", "decided_by", "new_label", "decision_reason"])
 
 
 # ---------------------------------------------------------------------------------------------- policy
