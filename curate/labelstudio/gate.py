@@ -24,10 +24,12 @@ file changes). Writes nothing. An upstream that does not answer is a 502 for tha
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -361,6 +363,8 @@ class Gate:
         self.annotators = {a.strip().lower() for a in annotators if a.strip()}
         self._task_project: dict[int, int | None] = {}
         self.rules = Rules(projects, self._owner_of, self._project_of_task)
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="labelstudio-gate", daemon=True)
@@ -370,8 +374,14 @@ class Gate:
         return self
 
     def stop(self) -> None:
+        """Stop listening and end the open (kept-alive) connections, so no client talks to a stopped server."""
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            open_now = list(self._connections)
+        for conn in open_now:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def _project_of_task(self, task_id: int) -> int | None:
         if task_id not in self._task_project:
@@ -395,6 +405,17 @@ def _handler(gate: Gate) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "curate-gate"
+
+        def setup(self) -> None:
+            super().setup()
+            with gate._lock:
+                gate._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with gate._lock:
+                gate._connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
 
         def log_message(self, fmt: str, *args: Any) -> None:
             log.debug("gate: %s %s", self.address_string(), fmt % args)
