@@ -115,8 +115,10 @@ def run_stage(stage: Stage, ctx: Context, force: bool = False) -> StageResult:
         raise
     except CurateError as exc:
         ctx.catalog.finish_stage(run_id, "failed", {"error": str(exc)})
-        if isinstance(exc, StageError) and exc.resume_hint is None:
-            exc.resume_hint = ctx.resume_command
+        if isinstance(exc, StageError):
+            exc.stage = stage.name  # a plug-in (a crowd backend, a source) does not know which stage runs it
+            if exc.resume_hint is None:
+                exc.resume_hint = ctx.resume_command
         raise
     except Exception as exc:  # an unexpected failure: keep the cause, add the context and the way back
         ctx.catalog.finish_stage(run_id, "failed", {"error": repr(exc)})
@@ -143,6 +145,10 @@ def close_logging() -> None:
         handler.close()
 
 
+def _curate_or_warning(record: logging.LogRecord) -> bool:
+    return record.name == "curate" or record.name.startswith("curate.") or record.levelno >= logging.WARNING
+
+
 def setup_logging(layout: RunLayout | None, level: str = "info", quiet: bool = False) -> None:
     """Console (stderr) at ``level`` and, for a run, ``logs/curate.log`` at debug."""
     close_logging()
@@ -152,6 +158,7 @@ def setup_logging(layout: RunLayout | None, level: str = "info", quiet: bool = F
     console.set_name(_HANDLER_NAME)
     console.setLevel(logging.WARNING if quiet else getattr(logging, level.upper()))
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    console.addFilter(_curate_or_warning)  # libraries' info lines (an SDK's every HTTP request) go to the log file
     root.addHandler(console)
     if layout is not None:
         layout.logs.mkdir(parents=True, exist_ok=True)

@@ -434,6 +434,17 @@ def test_no_server_is_a_clear_stage_error(tmp_path: Path, monkeypatch):
         LabelStudioCrowd(LabelStudioCrowdConfig(), ctx)
 
 
+def test_no_server_names_the_stage_that_needs_it(base_run, tmp_path: Path, monkeypatch, capsys):
+    """The error of a crowd backend is the stage's: `annotate` failed, with the way to start a server."""
+    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    pipeline = make_pipeline(base_run, tmp_path, tmp_path)
+    assert run(pipeline) == 1
+    err = capsys.readouterr().err
+    assert "stage 'annotate' failed: no Label Studio server" in err and "curate labelstudio serve" in err
+    assert "stage 'labelstudio'" not in err and "Traceback" not in err
+
+
 def test_serve_refuses_a_busy_port(tmp_path: Path, capsys):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -446,69 +457,7 @@ def test_serve_refuses_a_busy_port(tmp_path: Path, capsys):
     assert not RunLayout(tmp_path / "run").labelstudio_server.exists()
 
 
-# ---------------------------------------------------------------------------------------------- the annotator's side
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# the id of the task on screen: the first text of the bottom bar's task id ("#12", the "#" drawn by CSS)
-TASK_ID_JS = "() => document.querySelector('.lsf-current-task__task-id')?.firstChild?.textContent?.trim()"
-
-
-@pytest.fixture
-def browser():
-    """Debian's Chromium, headless, driven by Playwright (no browser is downloaded)."""
-    if CHROMIUM is None:
-        if os.environ.get("CURATE_REQUIRE_LABELSTUDIO") == "1":
-            pytest.fail("CURATE_REQUIRE_LABELSTUDIO=1 but no chromium on PATH (apt-get install chromium)")
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def test_an_annotator_joins_by_invite_and_answers_with_the_keyboard(ls_env, base_run, browser, tmp_path: Path):
-    """What an annotator does: sign up through the invite link, open the run's labeling stream, see each
-    task's image load (a task whose image does not load fails the test), answer with y / n / u and
-    Ctrl+Enter. The next ``curate run`` stores exactly those answers, under the annotator's email."""
-    from curate.labelstudio.client import invite_link
-
-    pipeline = make_pipeline(base_run, tmp_path, ls_env.root, votes=1)
-    run_dir = tmp_path / "run"
-    assert run(pipeline) == 0
-    project = project_id(run_dir, ls_env.url)
-    with connect(ls_env.url, ls_env.token) as ls:
-        invite = invite_link(ls, ls_env.url)
-
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(invite)
-    email = "keyboard-annotator@example.org"
-    page.fill("#email", email)
-    page.fill("#password", "annotator-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/user/signup" not in url, timeout=30_000)
-
-    page.goto(f"{ls_env.url}/projects/{project}/data?labeling=1")
-    given: dict[str, str] = {}  # Label Studio task id -> the answer given
-    for key, answer in (("y", "yes"), ("n", "no"), ("u", "unsure")):
-        page.locator("text=/^Is this an? /").first.wait_for(timeout=60_000)
-        task_id = page.evaluate(TASK_ID_JS)
-        assert task_id not in given, "the stream served the same task twice"
-        page.wait_for_function("() => [...document.images].some(i => i.src.startsWith('blob:') && i.complete "
-                               "&& i.naturalWidth > 0)", timeout=30_000)
-        if key == "y" and os.environ.get("CURATE_SCREENSHOT"):  # the README's picture of the task screen
-            page.screenshot(path=os.environ["CURATE_SCREENSHOT"])
-        page.keyboard.press(key)
-        page.keyboard.press("Control+Enter")
-        page.wait_for_function(f"(id) => ({TASK_ID_JS})() !== id", arg=task_id, timeout=30_000)
-        given[task_id] = answer
-
-    assert run(pipeline) == 0
-    votes = catalog_rows(run_dir, "SELECT v.answer, v.lead_time_s, t.remote_id FROM votes v JOIN tasks t "
-                                  "ON t.id = v.task_id WHERE v.annotator = '" + email + "'")
-    assert {v["remote_id"].rsplit("/", 1)[-1]: v["answer"] for v in votes} == given
-    assert all(v["lead_time_s"] is not None and 0 < v["lead_time_s"] < 120 for v in votes)  # time on the screen
+# What annotators see and can open, in Chromium, is tested in tests/test_labelstudio_access.py.
 
 
 # ---------------------------------------------------------------------------------------------- a real crowd

@@ -90,8 +90,9 @@ class LabelStudioCrowdConfig(Section):
     timeout: float = Field(30.0, gt=0, le=600, description="seconds per HTTP request")
     import_batch: int = Field(500, ge=1, le=5000, description="tasks per import request")
     local_files_root: Path | None = Field(
-        None, description="an existing server's LOCAL_FILES_DOCUMENT_ROOT (a folder holding this run "
-                          "directory); default: the run directory, as `curate labelstudio serve` sets it")
+        None, description="an existing server's LOCAL_FILES_DOCUMENT_ROOT (best the run's served/ folder, which "
+                          "holds only a link to the image store); default: served/, as `curate labelstudio "
+                          "serve` sets it")
 
 
 def label_config(multi_class: bool) -> str:
@@ -323,28 +324,31 @@ class LabelStudioCrowd:
             with self._errors("creating the run's project"):
                 project = self.ls.projects.create(
                     title=title, label_config=label_config(self.config.multi_class),
-                    description=f"curate run {self.layout.root}{f' ({self.round})' if self.round else ''}: is the "
+                    description=f"curate run {self.run_name}{f' ({self.round})' if self.round else ''}: is the "
                                 f"image an example of the class?",
-                    maximum_annotations=self.votes_per_task, sampling="Sequential sampling")
+                    maximum_annotations=self.votes_per_task, sampling="Sequential sampling",
+                    show_collab_predictions=False)  # the model's answer is never pre-filled: it anchors votes
             log.info("created Label Studio project %d '%s' at %s", project.id, title, self.url)
             known = {"project": project.id}
         known["overlap"] = project.maximum_annotations
         known["sampling"] = project.sampling
         self._project = known
-        if not known.get("storage"):
-            known["storage"] = self._attach_storage()
+        images = str(self._served_path(self.layout.images.name))
+        if known.get("storage_path") != images:  # new, or attached by a curate that served the whole run directory
+            known["storage"], known["storage_path"] = self._attach_storage(images), images
         self._save_project()
         if project.maximum_annotations != self.votes_per_task:  # the queue's votes per task changed
             self._update_project(maximum_annotations=self.votes_per_task)
+        if project.show_collab_predictions:  # a project made before predictions were hidden from annotators
+            self._update_project(show_collab_predictions=False)
         return known
 
     def _title(self) -> str:
         title = (self.config.project_title or f"curate {self.run_name}")[:50]
         return f"{title[: 49 - len(self.round)]} {self.round}" if self.round else title
 
-    def _attach_storage(self) -> int:
+    def _attach_storage(self, images: str) -> int:
         """A local-files storage on the run's image store: Label Studio serves /data/local-files/ only under one."""
-        images = str(self.layout.images.resolve())
         with self._errors("attaching the image store as local-files storage"):
             for storage in self.ls.import_storage.local.list(project=int(self._project["project"])):
                 if (storage.path or "").rstrip("/") == images:
@@ -439,15 +443,26 @@ class LabelStudioCrowd:
 
     def _image_url(self, relpath: str) -> str:
         """A stored image as Label Studio's local-files URL (relative to its document root)."""
-        path = self.layout.stored(relpath).resolve()
-        root = (self.config.local_files_root or self.layout.root).resolve()
-        try:
-            rel = path.relative_to(root)
-        except ValueError:
-            raise StageError("annotate", f"image {path} is outside Label Studio's local-files document root {root}: "
-                                         f"set annotate.backend.local_files_root to the server's "
-                                         f"LOCAL_FILES_DOCUMENT_ROOT (a folder holding the run)") from None
-        return f"/data/local-files/?d={quote(rel.as_posix(), safe='/')}"
+        path = self._served_path(relpath)
+        return f"/data/local-files/?d={quote(path.relative_to(self._files_root()).as_posix(), safe='/')}"
+
+    def _files_root(self) -> Path:
+        return (self.config.local_files_root or self.layout.served).resolve()
+
+    def _served_path(self, relpath: str) -> Path:
+        """A path of the run directory as the server reaches it below its document root: through ``served/``
+        (the tree ``curate labelstudio serve`` serves, a link to the image store) where the root holds it, else
+        the path itself (an existing server whose root is a folder holding the run)."""
+        from curate.labelstudio.server import link_served_images
+
+        root = self._files_root()
+        served = link_served_images(self.layout).resolve() / relpath
+        for path in (served, self.layout.stored(relpath).resolve()):
+            if path.is_relative_to(root):
+                return path
+        raise StageError("annotate", f"{self.layout.stored(relpath).resolve()} is outside Label Studio's "
+                                     f"local-files document root {root}: set annotate.backend.local_files_root to "
+                                     f"the server's LOCAL_FILES_DOCUMENT_ROOT (a folder holding the run)")
 
     @staticmethod
     def _class_html(synset: Any) -> str:
