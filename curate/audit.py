@@ -16,9 +16,10 @@ Images are copied once: the store keeps one normalized JPEG per image (longest s
 hard-link a user's file, since what it stores is keyed by the bytes as read and may differ from them.
 The clean copy's files are hard links into the store. The originals in ``PATH`` are only read.
 
-Failure: a missing ``PATH`` or weights file, fewer than two classes with images, a table without the
-columns or naming missing files, an ``OUT`` holding something else (another folder's run, another listing
-of ``PATH``): ConfigError (exit 2) before any work. Unreadable images are skipped and counted (failed or
+Failure: a missing ``PATH`` or weights file, ``--weights none`` (an untrained backbone judges nothing),
+fewer than two classes with images, a table without the columns or naming missing files, an ``OUT``
+holding something else (another folder's run, another listing of ``PATH``): ConfigError (exit 2) before
+any work. Unreadable images are skipped and counted (failed or
 rejected candidates), never fatal.
 """
 
@@ -106,7 +107,11 @@ def source_config(options: AuditOptions) -> dict[str, Any]:
     path = options.path.resolve()
     if not path.exists():
         raise ConfigError(f"{options.path}: no such folder or file")
-    if options.weights and options.weights not in ("imagenet", "none") and not Path(options.weights).is_file():
+    if options.weights == "none":
+        raise ConfigError("--weights none: an untrained backbone cannot judge labels (the noise stage would skip "
+                          "its check); give a state_dict file with --weights FILE, or use --weights imagenet with the "
+                          "checkpoint in the torch hub cache")
+    if options.weights and options.weights != "imagenet" and not Path(options.weights).is_file():
         raise ConfigError(f"weights file not found: {options.weights}")
     if path.is_dir():
         if options.root is not None:

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, required=True,
                        help="folder of the audit: pipeline.yaml, report/, the run's catalog and image store")
     audit.add_argument("--backbone", help="embedding backbone, as noise.backbone (default resnet50)")
-    audit.add_argument("--weights", help="imagenet | none | a state_dict file, as noise.weights (default imagenet)")
+    audit.add_argument("--weights", help="imagenet | a state_dict file, as noise.weights (default imagenet; none is "
+                                         "refused: an untrained backbone cannot judge labels)")
     audit.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
     audit.add_argument("--batch-size", type=int, help="images per embedding batch (default 32)")
     audit.add_argument("--root", type=Path, help="for a table: the folder its files lie in (default: its folder)")
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8080, help="refused when busy (default 8080)")
     serve.add_argument("--annotator", dest="annotators", action="append", default=[], metavar="EMAIL",
-                       help="print the invite link for this annotator (repeatable)")
+                       help="only this email may sign up and annotate (repeatable; default: anyone with the "
+                            "invite link)")
     return parser
 
 

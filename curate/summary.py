@@ -22,6 +22,19 @@ def _table(rows: list[Any], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def stats_text(stats: dict[str, Any]) -> str:
+    """A stage's stats as a line: ``skipped (why)`` where the stage skipped its work, else key=value pairs
+    (a ``warning`` goes on a line of its own, :func:`warning_line`)."""
+    if "skipped" in stats:
+        return f"skipped ({stats['skipped']})"
+    return ", ".join(f"{k}={v}" for k, v in stats.items() if k not in ("seconds", "warning"))
+
+
+def warning_line(stats: dict[str, Any], indent: int) -> str:
+    """The stage's ``warning`` stat under its line, or nothing."""
+    return f"\n{' ' * indent}warning: {stats['warning']}" if stats.get("warning") else ""
+
+
 def print_run_summary(summary: Any, resume_command: str) -> None:
     layout: RunLayout = summary.layout
     print(f"\ncurate run finished in {summary.seconds:.1f} s: {layout.root}")
@@ -29,8 +42,8 @@ def print_run_summary(summary: Any, resume_command: str) -> None:
         if result.nothing_to_do:
             print(f"  {name:<11} nothing to do")
         else:
-            stats = ", ".join(f"{k}={v}" for k, v in result.stats.items() if k != "seconds")
-            print(f"  {name:<11} {stats} ({result.stats.get('seconds', 0):.1f} s)")
+            print(f"  {name:<11} {stats_text(result.stats)} ({result.stats.get('seconds', 0):.1f} s)"
+                  + warning_line(result.stats, 14))
     for name in summary.not_run:
         print(f"  {name:<11} not run: waiting for {', '.join(summary.waiting)}")
     for label, path in _outputs(summary).items():
@@ -74,8 +87,8 @@ def print_status(run_dir: Path) -> int:
     try:
         print(f"run: {layout.root}\n\nstages:")
         for row in catalog.stage_summary():
-            stats = ", ".join(f"{k}={v}" for k, v in json.loads(row["stats"] or "{}").items() if k != "seconds")
-            print(f"  {row['stage']:<11} {row['status']:<11} {stats}")
+            stats = json.loads(row["stats"] or "{}")
+            print(f"  {row['stage']:<11} {row['status']:<11} {stats_text(stats)}" + warning_line(stats, 26))
         sources = catalog.per_source_status()
         if sources:
             print("\nper source (kept: accepted by the crowd):")

@@ -85,6 +85,21 @@ def write_pipeline(path: Path, data: dict) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def seeded_weights(tmp_path_factory) -> Path:
+    """The fixture pipeline's backbone (mobilenet_v3_small, random weights seeded as ``run.seed`` 0 seeds
+    them) saved as a state_dict file, for tests of the noise stage's machinery: ``weights: none`` skips the
+    noise check (no trained backbone), a weights file counts as trained. Its flags are no judgement of the
+    labels (tests of that use MOBILENET)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v3_small_seed0.pth"
+    torch.save(torchvision.models.get_model("mobilenet_v3_small", weights=None).state_dict(), path)
+    return path
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return build_corpus(tmp_path / "corpus")

@@ -94,12 +94,13 @@ def test_a_table_audit_reads_files_below_the_tables_folder(tmp_path: Path):
     assert scan(source)[0] == {"cat": 2, "dog": 2, "n02330245": 2}
 
 
-def test_audit_end_to_end_report_clean_copy_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_audit_end_to_end_report_clean_copy_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       seeded_weights: Path):
     data = build_tree(tmp_path / "data")
     (data / "cat" / "broken.jpg").write_bytes(b"not an image")
     draw_image(*SHAPES["dog"], seed=99).save(data / "cat" / "really_a_dog.png")
     out = tmp_path / "out"
-    args = [str(data), "--out", str(out), "--backbone", "mobilenet_v3_small", "--weights", "none",
+    args = [str(data), "--out", str(out), "--backbone", "mobilenet_v3_small", "--weights", str(seeded_weights),
             "--device", "cpu", "--batch-size", "16", "--clean-copy"]
     code, stdout, err = audit_cli(capsys, *args)
     assert code == 0, err
@@ -110,7 +111,10 @@ def test_audit_end_to_end_report_clean_copy_and_resume(tmp_path: Path, capsys: p
     assert rows and {r["given_label"] for r in rows} <= set(SHAPES)
     assert {r["caption"] for r in rows} == set(relative_paths(rows, data))
     assert "votes" not in rows[0]  # the given labels are no crowd's votes
-    assert sorted(p.name for p in (out / "export" / "train").iterdir()) == sorted(SHAPES)
+    with (out / "export" / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        copied = {r["sha256"] for r in csv.DictReader(fh)}
+    assert len(copied) == 25 - len(rows) and not copied & {r["sha256"] for r in rows}  # the flagged left out
+    assert len([p for p in (out / "export" / "train").rglob("*") if p.is_file()]) == len(copied)
     assert not (out / "export" / "val").exists()
 
     again, stdout_again, _ = audit_cli(capsys, *args)  # resumes: every stage has nothing to do
@@ -142,6 +146,10 @@ def csv_naming_a_missing_file(tmp_path: Path) -> list[str]:
     return [str(tmp_path / "data" / "labels.csv")]
 
 
+def untrained_weights(tmp_path: Path) -> list[str]:
+    return [str(build_tree(tmp_path / "data", per_class=1)), "--weights", "none"]
+
+
 def missing_weights(tmp_path: Path) -> list[str]:
     return [str(build_tree(tmp_path / "data", per_class=1)), "--weights", str(tmp_path / "nope.pth")]
 
@@ -162,6 +170,7 @@ def out_holding_something_else(tmp_path: Path) -> list[str]:
     (csv_without_columns, "the table lacks the column(s) path, label (it has: file, class)"),
     (csv_naming_a_missing_file, "line 3: file 'dog/gone.png' not found"),
     (missing_weights, "weights file not found"),
+    (untrained_weights, "--weights none: an untrained backbone cannot judge labels"),
     (out_inside_the_data, "lies inside the dataset"),
     (out_holding_something_else, "is not empty and holds no audit"),
 ])
@@ -175,13 +184,14 @@ def test_bad_input_exits_2_with_a_message(tmp_path: Path, capsys: pytest.Capture
     assert not (tmp_path / "out" / "pipeline.yaml").exists()
 
 
-def test_unreadable_images_are_counted_not_fatal(tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_unreadable_images_are_counted_not_fatal(tmp_path: Path, capsys: pytest.CaptureFixture, seeded_weights: Path):
     """Covered end to end above (1 rejected); here a tree of nothing but broken files still fails cleanly."""
     for label in ("cat", "dog"):
         (tmp_path / "data" / label).mkdir(parents=True)
         (tmp_path / "data" / label / "x.jpg").write_bytes(b"broken")
     code, stdout, err = audit_cli(capsys, str(tmp_path / "data"), "--out", str(tmp_path / "out"),
-                                  "--backbone", "mobilenet_v3_small", "--weights", "none", "--device", "cpu")
+                                  "--backbone", "mobilenet_v3_small", "--weights", str(seeded_weights),
+                                  "--device", "cpu")
     assert code == 0, err
     assert "0 images" in stdout and "2 rejected" in stdout and "no report" in stdout
 

@@ -119,18 +119,21 @@ def test_sigkill_during_finetune_then_resume(tmp_path: Path):
     assert not checkpoint.exists()
 
 
-def test_compare_noisy_when_the_export_kept_untrusted_flags(tmp_path: Path):
-    """Random weights: the export keeps flagged images (label_issue column); 'cleaned' leaves them out."""
+def test_compare_noisy_when_the_export_kept_the_flags(tmp_path: Path, seeded_weights: Path):
+    """Flags kept by the policy: the export holds them (label_issue column); 'cleaned' leaves them out."""
     import csv
 
-    pipeline = pipeline_with(tmp_path, {"modes": ["linear_probe"], "compare_noisy": True})
+    noise = {**pipeline_dict(tmp_path, tmp_path)["noise"], "weights": str(seeded_weights)}
+    pipeline = pipeline_with(tmp_path, {"modes": ["linear_probe"], "compare_noisy": True}, noise=noise,
+                             review={"policy": {"label": "keep"}})
     assert main(["run", str(pipeline), "--no-progress"]) == 0
     with (tmp_path / "run" / "export" / "labels.csv").open() as fh:
         train = [row for row in csv.DictReader(fh) if row["split"] == "train"]
     compared = json.loads((tmp_path / "run" / "benchmark" / "linear_probe.json").read_text())["compare_noisy"]
     assert compared["flagged_dropped_by_export"] == 0
     assert compared["noisy"]["n_train"] == len(train)
-    assert compared["cleaned"]["n_train"] == sum(row["label_issue"] == "False" for row in train)
+    kept_flagged = sum(row["label_issue"] == "True" for row in train)
+    assert kept_flagged and compared["cleaned"]["n_train"] == len(train) - kept_flagged
 
 
 def test_compare_noisy_puts_relabelled_images_back_under_their_given_class():

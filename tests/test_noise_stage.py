@@ -17,7 +17,7 @@ from curate import wordnet
 from curate.cli import main
 from curate.config import load_config
 from curate.runner import open_run, run_stage
-from curate.stages.noise import NoiseStage
+from curate.stages.noise import NO_TRAINED_BACKBONE, NoiseStage
 from curate.wordnet_data import ensure_wordnet
 
 CLASSES = [(DOG, (200, 40, 40), "ellipse"), (CAT, (40, 40, 200), "rectangle"), (MOUSE, (40, 160, 40), "polygon")]
@@ -44,9 +44,10 @@ def _labels(ctx):
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, corpus: Path):
+def ctx(tmp_path: Path, corpus: Path, seeded_weights: Path):
     ensure_wordnet(use_downloader=False)
     data = pipeline_dict(corpus, tmp_path / "run")
+    data["noise"]["weights"] = str(seeded_weights)
     with open_run(load_config(write_pipeline(tmp_path / "p.yaml", data)), progress=False) as ctx:
         ctx.catalog.upsert_synsets([wordnet.describe(wordnet.synset_from_id(w)) for w, _, _ in CLASSES])
         yield ctx
@@ -120,8 +121,9 @@ def test_near_duplicates_and_outliers_are_stored_and_reported(ctx):
     assert (report / "confident_joint.csv").is_file()
 
 
-def test_the_report_rates_annotators_with_crowdlab(tmp_path: Path, corpus: Path):
+def test_the_report_rates_annotators_with_crowdlab(tmp_path: Path, corpus: Path, seeded_weights: Path):
     data = pipeline_dict(corpus, tmp_path / "run")
+    data["noise"]["weights"] = str(seeded_weights)
     pipeline = write_pipeline(tmp_path / "p.yaml", data)
     stages = ["synsets", "candidates", "annotate", "noise"]
     assert main(["run", str(pipeline), "--no-progress", *[a for s in stages for a in ("--only", s)]]) == 0
@@ -130,3 +132,23 @@ def test_the_report_rates_annotators_with_crowdlab(tmp_path: Path, corpus: Path)
     assert annotators["crowdlab_quality"].between(0, 1).all()
     table = pd.read_csv(tmp_path / "run" / "report" / "all_labels.csv")
     assert table["votes"].str.contains("yes").all()
+
+
+def test_an_untrained_backbone_looks_for_no_issue_and_clears_earlier_ones(ctx, monkeypatch):
+    shas = ingest(ctx, per_class=6)
+    assert run_stage(NoiseStage(), ctx).stats["backbone_trained"] is True  # an earlier run, with trained weights
+    assert (ctx.layout.report / "label_issues.csv").is_file()
+    earlier = [{"sha256": shas[0], "wnid": DOG, "kind": "label", "score": 0.1, "suggested_wnid": CAT, "detail": None}]
+    ctx.catalog.replace_issues(("label",), earlier)
+    embedded: list[int] = []
+    monkeypatch.setattr(curate.vision.embed, "embed_images", lambda paths, *a, **k: embedded.append(len(paths)))
+    ctx.config.noise.weights = "none"
+
+    stats = run_stage(NoiseStage(), ctx).stats
+    assert stats["skipped"] == NO_TRAINED_BACKBONE and stats["backbone_trained"] is False
+    assert "give ImageNet weights with --set noise.weights=FILE" in stats["skipped"]
+    assert "label_issues" not in stats and embedded == []
+    assert ctx.catalog.scalar("SELECT COUNT(*) FROM issues WHERE kind IN ('label', 'outlier', 'near_duplicate')") == 0
+    html = (ctx.layout.report / "index.html").read_text()
+    assert "Noise check skipped" in html and "torch hub cache" in html and "flagged label issues" not in html
+    assert not (ctx.layout.report / "label_issues.csv").exists()  # the earlier report is replaced whole

@@ -20,7 +20,7 @@ from curate.cli import main
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> tuple[Path, Path]:
+def finished_run(tmp_path_factory, seeded_weights: Path) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("e2e")
     corpus = tmp / "corpus"
     build_corpus(corpus, extra_rows=[
@@ -32,7 +32,12 @@ def finished_run(tmp_path_factory) -> tuple[Path, Path]:
     (corpus / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
     shutil.copyfile(corpus / "images" / "img_000.png", corpus / "images" / "copy.png")
     shutil.copyfile(corpus / "images" / "img_001.png", corpus / "images" / "both.png")
-    pipeline = write_pipeline(tmp / "pipeline.yaml", pipeline_dict(corpus, tmp / "run"))
+    data = pipeline_dict(corpus, tmp / "run")
+    # a backbone the noise stage runs on (weights: none skips it, tests/test_untrained_backbone.py); its
+    # flags on these few drawings are kept, so every accepted image reaches the export
+    data["noise"]["weights"] = str(seeded_weights)
+    data["review"] = {"policy": {"label": "keep"}}
+    pipeline = write_pipeline(tmp / "pipeline.yaml", data)
     assert main(["run", str(pipeline), "--no-progress"]) == 0
     return pipeline, tmp / "run"
 
@@ -121,7 +126,7 @@ def test_benchmark_json(finished_run):
     # tests/vision/test_train.py with more classes than k)
     assert result["k_top5"] == 3 and result["num_classes"] == 3
     assert 0.5 <= result["top1"] <= 1.0  # colours separate even a random backbone
-    assert result["backbone"] == "mobilenet_v3_small:none"
+    assert result["backbone"].startswith("mobilenet_v3_small:sha256-")  # the noise stage's weights file
     assert result["n_val"] == json.loads((run_dir / "export" / "datasheet.json").read_text())["counts"]["val"]
 
 

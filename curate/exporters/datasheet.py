@@ -227,7 +227,9 @@ def _noise_md(sheet: dict[str, Any]) -> str:
         [f"images left out over the cap ({sel['max_images_per_class'] or 'none'} per class)",
          _inline(sel["left_out_over_cap"])],
     ]
-    return (f"## Label noise and selection\n\nMethod: {_cell(noise['method'])}.\n\n"
+    skipped = (f"**The noise check did not run** ({_cell(noise['skipped'])}): no label was checked, and "
+               "`label_issue` in labels.csv is empty.\n\n") if noise.get("skipped") else ""
+    return (f"## Label noise and selection\n\n{skipped}Method: {_cell(noise['method'])}.\n\n"
             + _table(["decision", "value"], decisions))
 
 

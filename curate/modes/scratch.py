@@ -21,6 +21,7 @@ from curate.registry import Plugin
 class Scratch(Plugin):
     name = "scratch"
     description = "random initialisation, every layer trained on the export; cosine schedule"
+    uses_backbone_weights = False  # an untrained backbone is no reason to doubt its numbers
 
     class Config(ImageTrainingConfig):
         type: Literal["scratch"] = "scratch"

@@ -130,6 +130,11 @@ def plain(value: Any) -> str:
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     n_images, flagged = summary.get("n_images", 0), summary.get("n_label_issues", 0)
     lines = [f"  {plain(summary['title'])}"] if summary.get("title") else []
+    if summary.get("skipped"):  # the noise stage looked for no issue (curate.report.skipped)
+        return lines + [f"  warning: noise check skipped ({plain(summary['skipped'])}): no issue was looked for",
+                        f"  {n_images} images in {summary.get('n_classes', 0)} classes"]
+    if isinstance(summary.get("meta"), dict) and summary["meta"].get("warning"):
+        lines.append(f"  warning: {plain(summary['meta']['warning'])}")
     lines += [f"  {n_images} images in {summary.get('n_classes', 0)} classes; {flagged} flagged label issues "
              f"({_percent(flagged / n_images if n_images else 0)}); estimated noise rate "
              f"{_percent(summary.get('estimated_noise_rate'))}",

@@ -13,7 +13,11 @@ interrupted benchmark resumes at its last finished epoch, and trainings that had
 Skipped with a warning when the export has no validation images. The backbone and weights default to
 the noise stage's; the fingerprint holds the effective backbone and the weights it would load now, and the
 export's content as trainings see it (:func:`export_digest`), so a new export with the same images, classes
-and splits (more votes, other reasons) trains nothing again.
+and splits (more votes, other reasons) trains nothing again. Numbers
+that say little about the dataset are marked on the page, in the log and in the stats' ``warning`` (so
+the run summary and ``curate status`` show it): modes that use the backbone's weights on an untrained
+backbone (``weights: none`` or the fallback taken: a linear probe on random features), and a top-1 no
+better than chance, each with what to do.
 """
 
 from __future__ import annotations
@@ -126,9 +130,11 @@ class BenchmarkStage(Stage):
         label_sets = label_sets_of(ctx, export, data) if cfg.compare_noisy else None
         results = {c.type: self._benchmark_mode(ctx, c, data, backbone, label_sets, export) for c in cfg.modes}
         curve = self._learning_curve(ctx, cfg.learning_curve, data, backbone) if cfg.learning_curve else None
-        page = self._write_page(ctx, results, curve, backbone)
+        warnings = result_warnings(results, backbone, "benchmark.weights" if cfg.weights else "noise.weights")
+        page = self._write_page(ctx, results, curve, backbone, warnings)
         self._remove_checkpoints(ctx)
-        return StageResult(stats=self._summary(results, curve), outputs={"benchmark": str(page)})
+        stats = self._summary(results, curve) | ({"warning": "; ".join(warnings)} if warnings else {})
+        return StageResult(stats=stats, outputs={"benchmark": str(page)})
 
     # ------------------------------------------------------------------ steps
     def _benchmark_mode(self, ctx: Context, mode_config: Any, data: ImageData, backbone: Backbone,
@@ -179,7 +185,8 @@ class BenchmarkStage(Stage):
         write_text(ctx.layout.benchmark_learning_curve, json.dumps(payload, indent=2))
         return payload
 
-    def _write_page(self, ctx: Context, results: dict[str, dict], curve: dict | None, backbone: Backbone) -> Path:
+    def _write_page(self, ctx: Context, results: dict[str, dict], curve: dict | None, backbone: Backbone,
+                    warnings: list[str]) -> Path:
         from curate.vision.results_page import write_results_page
 
         comparisons = [{"mode": mode, **{k: r["compare_noisy"][k] for k in ("noisy", "cleaned")}}
@@ -188,7 +195,7 @@ class BenchmarkStage(Stage):
         plots = list(dict.fromkeys(r["plot"] for r in trainings if r.get("plot")))
         meta = {"run": ctx.config.run.name, "backbone": backbone.key, "device": str(backbone.device)}
         return write_results_page(ctx.layout.benchmark_index, f"Benchmark: {ctx.config.run.name}", meta,
-                                  list(results.values()), comparisons, curve, plots)
+                                  list(results.values()), comparisons, curve, plots, warnings)
 
     def _remove_checkpoints(self, ctx: Context) -> None:
         """Checkpoints were for resuming; a mode with ``keep_checkpoint`` keeps its trained model."""
@@ -220,6 +227,26 @@ class BenchmarkStage(Stage):
         if curve is not None:
             stats["learning_curve_points"] = sum(len(points) for points in curve["modes"].values())
         return stats
+
+
+def result_warnings(results: dict[str, dict], backbone: Backbone, weights_key: str) -> list[str]:
+    """What makes these numbers say little about the dataset, with what to do: modes that use the backbone's
+    weights (every mode but ``scratch``, see ``uses_backbone_weights``) on an untrained backbone, and a
+    top-1 no better than guessing the class."""
+    warnings = []
+    weighted = [m for m in results if getattr(MODES.get(m), "uses_backbone_weights", True)]
+    if weighted and not backbone.trained:
+        warnings.append(f"untrained backbone ({backbone.key}): {', '.join(weighted)} ran on random weights, not "
+                        f"ImageNet's; give ImageNet weights with --set {weights_key}=FILE or put the checkpoint in "
+                        "the torch hub cache")
+    for mode, result in results.items():
+        chance = 1 / result["num_classes"] if result.get("num_classes") else None
+        if chance is not None and result["top1"] <= chance:
+            warnings.append(f"{mode}: top-1 {100 * result['top1']:.1f} % is no better than chance "
+                            f"({100 * chance:.1f} % with {result['num_classes']} classes)")
+    for warning in warnings:
+        log.warning("benchmark: %s", warning)
+    return warnings
 
 
 def export_digest(labels_csv: Path, columns: tuple[str, ...]) -> str | None:

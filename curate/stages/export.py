@@ -17,7 +17,8 @@ crowd agreement first, then sha256), classes under ``min_images_per_class`` left
 image ``given_wnid`` (the class the crowd accepted), ``decision`` (keep, relabel, pending, or empty: no
 issue), ``decision_reason`` and ``label_issue``: the noise stage flagged the label and no decision settled it
 (kept by policy, flags of an untrained backbone, a review still pending, or no review stage run); a label
-the crowd confirmed in review or a relabel is settled. Split: per class, stratified and seeded; near
+the crowd confirmed in review or a relabel is settled; empty where the noise stage skipped its check (no
+trained backbone: the datasheet says why). Split: per class, stratified and seeded; near
 duplicates (pHashes within ``candidates.quality.near_duplicate_distance`` bits) and the same picture never
 straddle train and val. Failure: an error of a writer discards the half-built export and fails the stage.
 """
@@ -109,10 +110,11 @@ class ExportStage(Stage):
         selection = self._select(ctx)
         groups = split_groups(ctx, selection.table)
         table = assign_split(selection.table, cfg.val_fraction, ctx.seed, groups)
+        noise_checked = "skipped" not in ctx.catalog.stage_stats().get("noise", {})
         with replace_dir(ctx.layout.export) as staging:
             for writer_config in cfg.formats:
                 table = create_writer(writer_config).write(table, staging, ctx)
-            self._write_labels(table, staging)
+            self._write_labels(table, staging, noise_checked)
             write_datasheet(build_datasheet(ctx, table, self._decisions(ctx, selection, groups)), staging)
         counts = table["split"].value_counts()
         stats = {"classes": int(table["wnid"].nunique()), "train": int(counts.get("train", 0)),
@@ -168,10 +170,11 @@ class ExportStage(Stage):
                 "near_duplicate_groups": groups}
 
     @staticmethod
-    def _write_labels(table: pd.DataFrame, root: Path) -> None:
+    def _write_labels(table: pd.DataFrame, root: Path, noise_checked: bool) -> None:
         from curate.tables import write_csv
 
-        write_csv(table.drop(columns=["store_path"]), root / "labels.csv")
+        table = table.drop(columns=["store_path"])
+        write_csv(table if noise_checked else table.assign(label_issue=None), root / "labels.csv")
 
 
 def undecided_label_issues_dropped(ctx: Context, decisions: dict[tuple[str, str], dict[str, Any]]

@@ -23,6 +23,12 @@ the estimate must see anyway. The cost is the probe's refits, the embeddings com
 about 50 s on two busy CPU cores). The review's decisions, made after this stage, need no estimate: the
 review stage writes them into the report from its own tables
 (:func:`curate.report.noise_report.rewrite_with_decisions`); this stage shows those the catalog holds.
+
+Without a trained backbone (``weights: none``, or the ``weights_fallback: none`` path taken) the stage
+looks for no issue: on random features cleanlab flags a large, arbitrary share of the images. It embeds
+nothing, clears the embedding-based issues of earlier runs, writes a report page that says why there are
+none (:mod:`curate.report.skipped`) and records ``skipped`` (the reason and the fix) and
+``backbone_trained: false``, the one fact the later stages read (:func:`curate.stages.review.flags_trusted`).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EMBED_CHUNK = 256
+NO_TRAINED_BACKBONE = ("no trained backbone: give ImageNet weights with --set noise.weights=FILE or put the "
+                       "checkpoint in the torch hub cache")
 
 
 class NoiseConfig(Section):
@@ -110,6 +118,8 @@ class NoiseStage(Stage):
             return StageResult(stats={"images": len(labels), "classes_evaluated": 0, "label_issues": 0})
         cfg = ctx.config.noise
         backbone = load_backbone_with_fallback(cfg.backbone, cfg.weights, cfg.weights_fallback, cfg.device, ctx.seed)
+        if not backbone.trained:
+            return self._skip(ctx, kept, backbone)
         features = self._embeddings(ctx, backbone, kept)
         table, result = self._estimate(ctx, kept, features)
         found = self._data_issues(ctx, kept, features[:, 0] if features.ndim == 3 else features)
@@ -121,13 +131,31 @@ class NoiseStage(Stage):
                  "label_issues": int(table["is_label_issue"].sum()), "views_per_image": views,
                  "estimated_noise_rate": round(result.overall_noise_rate, 4),
                  "outliers": int(counts.get("outlier", 0)), "near_duplicates": int(counts.get("near_duplicate", 0)),
-                 "classes_too_small": len(small), "backbone": backbone.key,
+                 "classes_too_small": len(small), "backbone": backbone.key, "backbone_trained": True,
                  "embeddings": embedding_key(backbone, ctx.config.noise.test_time_flip, views > 1)}
         if "non_iid" in found.checks:
             stats["non_iid_p_value"] = round(found.checks["non_iid"]["score"], 4)
         return StageResult(stats=stats, outputs={"report": str(report)})
 
     # ------------------------------------------------------------------ steps
+    def _skip(self, ctx: Context, labels: pd.DataFrame, backbone: Backbone) -> StageResult:
+        """No trained backbone: no issue is looked for, those of an earlier run go, the report says why."""
+        from curate.report.skipped import write_skipped_report
+
+        log.warning("noise: skipped (%s)", NO_TRAINED_BACKBONE)
+        ctx.catalog.replace_issues(("label",), [])
+        ctx.catalog.replace_issues(("outlier", "near_duplicate"), [])
+        names = ctx.catalog.synset_words()
+        classes = [{"label": w, "name": names.get(w, w), "n_given": int(n)}
+                   for w, n in sorted(labels["wnid"].value_counts().items())]
+        meta = {"run": ctx.config.run.name, "backbone": backbone.key,
+                "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+        report = write_skipped_report(ctx.layout.report, f"Label noise report: {ctx.config.run.name}", meta,
+                                      NO_TRAINED_BACKBONE, classes)
+        stats = {"skipped": NO_TRAINED_BACKBONE, "images": len(labels), "backbone": backbone.key,
+                 "backbone_trained": False}
+        return StageResult(stats=stats, outputs={"report": str(report)})
+
     def _embeddings(self, ctx: Context, backbone: Backbone, labels: pd.DataFrame) -> np.ndarray:
         from curate.stages.common import cached_embeddings
 
@@ -205,8 +233,6 @@ class NoiseStage(Stage):
                 "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
         if small:
             meta["classes left out (too few images)"] = ", ".join(f"{w} ({n})" for w, n in small.items())
-        if backbone.weights == "none":
-            meta["warning"] = "random backbone weights: noise estimates are unreliable"
         if votes is None:
             meta["labels"] = "as given (no crowd voted)"
         return write_noise_report(

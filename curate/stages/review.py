@@ -239,9 +239,11 @@ def crowd_config(ctx: Context) -> Any:
 
 
 def flags_trusted(stage_stats: dict[str, dict[str, Any]]) -> bool:
-    """Whether the noise stage's issues came from a trained backbone (an untrained one, the
-    ``weights: none`` path, flags a random share of the images)."""
-    return not str(stage_stats.get("noise", {}).get("backbone", "")).endswith(":none")
+    """Whether the noise stage's issues came from a trained backbone: its ``backbone_trained`` stat (an
+    untrained one flags a random share of the images; the stage now skips instead). A catalog written
+    before that stat says it by the backbone's key, ``<name>:none``."""
+    noise = stage_stats.get("noise", {})
+    return bool(noise.get("backbone_trained", not str(noise.get("backbone", "")).endswith(":none")))
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ class WeightsUnavailable(CurateError):
             f"  - place {checkpoint}\n"
             f"    or run once where download.pytorch.org is reachable, which fills that cache;\n"
             f"  - set 'weights: <path to a state_dict .pth file>' for this backbone;\n"
-            f"  - set 'weights: none' to start from random initialization."
+            f"  - set 'weights: none' to start from random initialization (the noise stage then skips its check:\n"
+            f"    an untrained backbone cannot judge labels)."
         )
 
 
@@ -64,6 +65,13 @@ class Backbone:
     feature_dim: int
     transform: Callable[[PIL.Image.Image], torch.Tensor]
     device: torch.device
+
+    @property
+    def trained(self) -> bool:
+        """False for random initialisation (``weights: none``, also what ``weights_fallback: none`` loads):
+        its features barely tell classes apart, so what is found or scored on them is no evidence. A
+        state_dict file counts as trained: the file is the user's word for it."""
+        return self.weights != "none"
 
 
 def list_backbones() -> list[str]:

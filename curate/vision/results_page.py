@@ -1,8 +1,9 @@
 """The benchmark's page: ``benchmark/index.html`` with every mode's numbers and charts, the noisy vs
 cleaned comparison and the learning curve, beside the JSON and PNG files it shows.
 
-Reads: the result dicts the benchmark stage wrote (``benchmark/<mode>.json``) and the learning curve's
-(``learning_curve.json``); PNGs are linked by file name, relative to the page. Writes: one HTML file
+Reads: the result dicts the benchmark stage wrote (``benchmark/<mode>.json``), the learning curve's
+(``learning_curve.json``) and the warnings about what the numbers are worth (an untrained backbone, a top-1
+no better than chance), shown first; PNGs are linked by file name, relative to the page. Writes: one HTML file
 (jinja2, autoescaped, inline CSS, no external assets), whole or not at all (:func:`curate.atomic.write_text`).
 On failure: a missing key in a result raises ``jinja2.UndefinedError`` naming it.
 """
@@ -27,8 +28,10 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f4f4f4; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0 1em; }
 .meta { color: #666; font-size: 0.9em; }
+.warning { background: #fff4ce; border: 1px solid #e5c764; border-radius: 6px; padding: 0.6em 1em; }
 </style></head><body>
 <h1>{{ title }}</h1>
+{% for warning in warnings %}<p class="warning"><strong>Warning:</strong> {{ warning }}</p>{% endfor %}
 <p class="meta">{% for key, value in meta.items() %}{{ key }}: {{ value }}{% if not loop.last %} · {% endif %}
 {% endfor %}</p>
 <h2>Modes</h2>
@@ -63,13 +66,14 @@ evaluated on the same validation split.</p>
 
 def write_results_page(path: Path, title: str, meta: Mapping, modes: Sequence[Mapping],
                        comparisons: Sequence[Mapping] = (), curve: Mapping | None = None,
-                       plots: Sequence[str] = ()) -> Path:
+                       plots: Sequence[str] = (), warnings: Sequence[str] = ()) -> Path:
     """``modes``: result dicts with ``mode``; ``comparisons``: {mode, noisy, cleaned} result dicts;
-    ``curve``: the learning curve's JSON with ``plot`` (a file name); ``plots``: PNG names to show."""
+    ``curve``: the learning curve's JSON with ``plot`` (a file name); ``plots``: PNG names to show;
+    ``warnings``: sentences shown above everything."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     meta = {**meta, "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
     html = env.from_string(TEMPLATE).render(title=title, meta=meta, modes=modes, comparisons=comparisons,
-                                            curve=curve, plots=plots, pct=_percent)
+                                            curve=curve, plots=plots, warnings=warnings, pct=_percent)
     write_text(path, html)
     return path
 
