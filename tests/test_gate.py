@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from curate.labelstudio.gate import Rules, User, _speaks_for_another, only_self, private_task, run_projects
+from curate.labelstudio.gate import (
+    Rules,
+    User,
+    _speaks_for_another,
+    only_self,
+    own_items,
+    private_task,
+    run_projects,
+)
 from curate.labelstudio.server import serve_banner
 from curate.layout import RunLayout
 
@@ -65,6 +73,9 @@ def test_a_task_shows_only_the_persons_own_answers_and_no_predictions():
     assert [a["id"] for a in seen["annotations"]] == [1] and [d["id"] for d in seen["drafts"]] == [4]
     assert seen["predictions"] == [] and seen["annotators"] == [] and seen["annotations_results"] == ""
     assert only_self([{"id": 7}, {"id": 8}], 7) == [{"id": 7}]
+    listed = [{"id": 1, "completed_by": 7}, {"id": 2, "completed_by": {"id": 8}}, {"id": 3, "user": 8}]
+    assert own_items(listed, 7) == [listed[0]] and own_items({"results": listed}, 8)["results"] == listed[1:]
+    assert rules().decide(ANN, "GET", "/api/tasks/11/annotations/", {}).filter is own_items
     assert only_self({"results": [{"id": 7}, {"id": 8}], "count": 2}, 8) == {"results": [{"id": 8}], "count": 1}
 
 

@@ -151,6 +151,8 @@ def test_annotators_see_their_task_and_nothing_else(served, browser):
         mine = mine["id"]
         seen_by_b = b.api("GET", f"/api/tasks/{first}/").json()
         assert seen_by_b["annotations"] == [] and seen_by_b["predictions"] == []
+        assert b.api("GET", f"/api/tasks/{first}/annotations/").json() == []
+        assert len(a.api("GET", f"/api/tasks/{first}/annotations/").json()) == 1
         listing = b.api("GET", f"/api/tasks?page=1&page_size=30&project={project}").json()
         assert all(t.get("annotations", []) == [] and not t.get("annotations_results") for t in listing["tasks"])
         assert b.api("PATCH", f"/api/annotations/{mine}/", {"result": []}).status == 403

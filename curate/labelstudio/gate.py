@@ -217,7 +217,7 @@ class Rules:
     def _annotate(self, user: User, method: str, match: re.Match[str], query: Any,
                   projects: set[int]) -> Decision:
         if method in ("GET", "POST") and self.project_of_task(int(match.group(1))) in projects:
-            return Decision("pass", filter=private_task if method == "GET" else None)
+            return Decision("pass", filter=own_items if method == "GET" else None)
         return Decision("refuse", 403, reason="a task of another project")
 
     def _own(self, kind: str) -> Callable[..., Decision]:
@@ -267,6 +267,13 @@ def _speaks_for_another(body: bytes, user_id: int) -> bool:
     items = data if isinstance(data, list) else [data]
     return any(isinstance(item, dict) and any(key in item and _author({key: item[key]}) != user_id
                                               for key in ("completed_by", "user")) for item in items)
+
+
+def own_items(items: Any, user_id: int) -> Any:
+    """A task's annotations or drafts (plain or paginated) reduced to the person's own."""
+    if isinstance(items, dict) and isinstance(items.get("results"), list):
+        return {**items, "results": own_items(items["results"], user_id)}
+    return [i for i in items if _author(i) == user_id] if isinstance(items, list) else items
 
 
 def only_self(users: Any, user_id: int) -> Any:
