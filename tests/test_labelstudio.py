@@ -129,7 +129,7 @@ def make_pipeline(base: dict, root: Path, document_root: Path, run_dir: Path | N
     data = json.loads(json.dumps(base))
     data["run"]["dir"] = str(run_dir)
     data["annotate"] = {"backend": {"type": "labelstudio", "local_files_root": str(document_root), **backend},
-                        "votes_per_image": votes}
+                        "votes_per_image": votes, "aggregate": "majority"}  # a fixed number of votes per task
     return write_pipeline(root / "pipeline.yaml", data)
 
 

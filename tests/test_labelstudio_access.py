@@ -45,7 +45,7 @@ def served(tmp_path_factory):
         _require(f"Label Studio is not installed (run `make labelstudio`): {exc}", True)
     tmp = tmp_path_factory.mktemp("served")
     data = pipeline_dict(build_small_corpus(tmp / "corpus"), tmp / "run")
-    data["annotate"] = {"backend": {"type": "labelstudio"}, "votes_per_image": 2}
+    data["annotate"] = {"backend": {"type": "labelstudio"}, "votes_per_image": 2, "aggregate": "majority"}
     pipeline = write_pipeline(tmp / "pipeline.yaml", data)
     server = start_server(tmp / "run", "127.0.0.1", free_port(), annotators=LISTED)
     try:
