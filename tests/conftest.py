@@ -72,7 +72,7 @@ def pipeline_dict(corpus: Path, run_dir: Path) -> dict:
         },
         "annotate": {"backend": {"type": "simulated", "workers": 7, "accuracy": 0.95, "accuracy_spread": 0.03,
                                  "spammer_share": 0.0},
-                     "votes_per_image": 3},
+                     "votes_per_image": 3, "aggregate": "majority"},  # fixed voting: 7 workers, no rounds
         "noise": {"backbone": "mobilenet_v3_small", "weights": "none", "folds": 3, "min_images_per_class": 3,
                   "batch_size": 16},
         "export": {"val_fraction": 0.25},

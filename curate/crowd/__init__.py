@@ -11,4 +11,4 @@ from curate.registry import Registry
 BACKENDS: Registry[Any] = Registry("crowd backend")
 AGGREGATORS: Registry[Any] = Registry("aggregator")
 
-from curate.crowd import aggregate, consensus, crowdlab, dawid_skene, given, labelstudio, simulated  # noqa: E402,F401  (register them)
+from curate.crowd import aggregate, auto, consensus, crowdlab, dawid_skene, given, labelstudio, simulated  # noqa: E402,F401  (register them)

@@ -1,21 +1,25 @@
 """``annotate`` stage: one yes/no verification task per (image, class), votes from the crowd, labels.
 
 Reads: downloaded candidates; gold answers (``annotate.gold``: a CSV of known positives and negatives,
-or known ones taken from a corpus's ground truth); with ``annotate.model``, the images' embeddings
-(the ``noise`` stage's backbone; cached in the catalog and shared with that stage). Writes: ``gold``,
-``tasks`` (published once; asking for more votes reopens a task and asks only for the missing ones),
-``votes`` (every vote kept, unique by remote id, so pulling again never duplicates paid work) and
-``labels`` aggregated over complete tasks (a gold task's label is its known answer).
+or known ones taken from a corpus's ground truth); with ``annotate.model`` (or ``aggregate: auto`` on
+a trained backbone), the images' embeddings (the ``noise`` stage's backbone; cached in the catalog and
+shared with that stage). Writes: ``gold``, ``tasks`` (published once; asking for more votes reopens a
+task and asks only for the missing ones), ``votes`` (every vote kept, unique by remote id, so pulling
+again never duplicates paid work) and ``labels`` aggregated over complete tasks (a gold task's label
+is its known answer).
 
 Votes come in rounds: every task first wants ``votes_per_image`` votes; once the crowd has given
 them, the aggregator names the tasks it is not yet confident about (``more_votes``: its confidence
-table, ActiveLab scores, or none for fixed voting) and each of those wants one vote more, up to
-``max_votes_per_image``. A crowd that answers at once (the simulated one) plays every round in one
-run; when the crowd still owes votes after a pull, the stage ends *waiting* with what to do next, and
-the next run goes on from there. When the corpus carries ground truth, the agreement of labels with
-it is reported. Every run that reaches the crowd aggregates again; the stats say what changed (new tasks,
-new votes, ``votes_revised``: answers edited or deleted in the crowd's tool, ``labels_changed``), and only a
-run where none did reports nothing to do.
+table or posterior, or none for fixed voting) and each of those wants one vote more, up to
+``max_votes_per_image``. The default aggregator, ``auto``, is resolved when the stage runs
+(:mod:`curate.crowd.auto`: crowdlab with the model where the noise backbone has real weights, else
+dynamic consensus); the log and the stats (``aggregate``) name the one that ran. A crowd that
+answers at once (the simulated one) plays every round in one run; when the crowd still owes votes
+after a pull, the stage ends *waiting* with what to do next, and the next run goes on from there.
+When the corpus carries ground truth, the agreement of labels with it is reported. Every run that
+reaches the crowd aggregates again; the stats say what changed (new tasks, new votes,
+``votes_revised``: answers edited or deleted in the crowd's tool, ``labels_changed``), and only a run
+where none did reports nothing to do.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class GoldConfig(Section):
 
 
 class ModelConfig(Section):
-    enabled: bool = Field(False, description="score every task with the noise stage's backbone (out-of-sample)")
+    enabled: bool = Field(False, description="score every task with the noise stage's backbone (out-of-sample); "
+                                             "crowdlab needs it, aggregate auto turns it on where it picks crowdlab")
 
 
 class AnnotateConfig(Section):
@@ -62,13 +67,26 @@ class AnnotateConfig(Section):
         default_factory=lambda: {"type": "simulated"}, validate_default=True,
         description="the crowd: a name (simulated) or a mapping with its settings ({type: simulated, workers: 12})",
     )
-    votes_per_image: int = Field(3, ge=1, le=50, description="votes every task gets first")
+    votes_per_image: int = Field(None, ge=1, le=50, validate_default=False,  # type: ignore[arg-type]
+                                 description="votes every task gets first; unset: 1 under aggregate auto, else 3")
     max_votes_per_image: int = Field(10, ge=1, le=50, description="cap of the rounds that ask for more")
     aggregate: plugin_config(AGGREGATORS, default="majority") = Field(  # type: ignore[valid-type]
-        default_factory=lambda: {"type": "majority"}, validate_default=True,
+        default_factory=lambda: {"type": "auto"}, validate_default=True,
+        description="auto (crowdlab with the model where the noise backbone has real weights, else "
+                    "dynamic_consensus), majority, dynamic_consensus, dawid_skene or crowdlab",
     )
     gold: GoldConfig = Field(default_factory=GoldConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_votes(cls, data: Any) -> Any:
+        """An unset ``votes_per_image`` follows the aggregator (:func:`curate.crowd.auto.first_votes`)."""
+        from curate.crowd.auto import first_votes
+
+        if isinstance(data, dict) and data.get("votes_per_image") is None:
+            return {**data, "votes_per_image": first_votes(data.get("aggregate", "auto"))}
+        return data
 
     @model_validator(mode="after")
     def _scores_for_the_aggregator(self) -> AnnotateConfig:
@@ -97,10 +115,11 @@ class AnnotateStage(Stage):
         from curate.crowd.aggregate import create_aggregator
 
         cfg = ctx.config.annotate
-        aggregator = create_aggregator(cfg.aggregate)
+        policy, use_model, backbone = _policy(ctx)
+        aggregator = create_aggregator(policy)
         backend = BACKENDS.get(cfg.backend.type).from_context(cfg.backend, ctx)
         gold = self._gold(ctx)
-        scorer = _Scorer(ctx) if cfg.model.enabled else None
+        scorer = _Scorer(ctx, backbone) if use_model else None
         new_votes = more_asked = rounds = 0
         waiting = None
         superseded = ctx.catalog.vote_state(cfg.backend.type)["superseded"]
@@ -127,7 +146,8 @@ class AnnotateStage(Stage):
         revised = ctx.catalog.vote_state(cfg.backend.type)["superseded"] - superseded
         votes = ctx.catalog.vote_table(complete_only=True, backend=cfg.backend.type)
         labels, changed = self._aggregate(ctx, aggregator, votes, scorer.scores(votes) if scorer else None)
-        stats = {"new_tasks": new_tasks, "new_votes": new_votes, "votes_revised": revised, "labels_changed": changed,
+        stats = {"aggregate": aggregator.name, "new_tasks": new_tasks, "new_votes": new_votes,
+                 "votes_revised": revised, "labels_changed": changed,
                  "more_votes_asked": more_asked, "gold": gold, **self._label_stats(ctx, labels, votes)}
         if waiting:
             stats["missing_votes"] = waiting.count
@@ -190,12 +210,41 @@ class AnnotateStage(Stage):
         return stats
 
 
+def _policy(ctx: Context) -> tuple[Any, bool, Any]:
+    """The aggregator config the stage runs, whether the model scores the tasks, and the noise stage's
+    backbone when it was loaded to decide: ``annotate.aggregate`` as set, or what ``auto`` stands for
+    (:func:`curate.crowd.auto.choose`: whether that backbone has real weights, or fixed voting)."""
+    from curate.crowd.auto import choose
+
+    cfg = ctx.config.annotate
+    if cfg.aggregate.type != "auto":
+        return cfg.aggregate, cfg.model.enabled, None
+    backbone = None
+    if cfg.max_votes_per_image == cfg.votes_per_image:
+        policy, use_model = choose(trained_backbone=False, fixed_voting=True)
+        why = f"every task gets its {cfg.votes_per_image} votes and no more"
+    else:
+        backbone = _noise_backbone(ctx)
+        policy, use_model = choose(trained_backbone=backbone.trained, fixed_voting=False)
+        why = f"the noise backbone {backbone.key} {'has real' if backbone.trained else 'has random'} weights"
+    log.info("annotate: aggregate auto: %s%s (%s)", policy.type, " with the model's scores" if use_model else "", why)
+    return policy, use_model, backbone
+
+
+def _noise_backbone(ctx: Context) -> Any:
+    from curate.stages.common import load_backbone_with_fallback
+
+    cfg = ctx.config.noise
+    return load_backbone_with_fallback(cfg.backbone, cfg.weights, cfg.weights_fallback, cfg.device, ctx.seed)
+
+
 class _Scorer:
     """The model's out-of-sample P(image shows class) for every task, from the noise stage's backbone
     (embeddings cached in the catalog) and a classifier fit, fold by fold, on the crowd's current labels."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, backbone: Any = None):
         self.ctx = ctx
+        self.backbone = backbone  # loaded when first needed, unless given
         self.features: Any = None
         self.shas: list[str] = []
 
@@ -210,13 +259,12 @@ class _Scorer:
                                    [r["wnid"] for r in self.ctx.catalog.synsets()], self.ctx.seed)
 
     def _embed(self) -> None:
-        from curate.stages.common import cached_embeddings, load_backbone_with_fallback
+        from curate.stages.common import cached_embeddings
 
-        cfg = self.ctx.config.noise
-        backbone = load_backbone_with_fallback(cfg.backbone, cfg.weights, cfg.weights_fallback, cfg.device,
-                                               self.ctx.seed)
+        if self.backbone is None:
+            self.backbone = _noise_backbone(self.ctx)
         self.shas = sorted({p["sha256"] for p in self.ctx.catalog.downloaded_pairs()})
-        self.features = cached_embeddings(self.ctx, backbone, self.shas)
+        self.features = cached_embeddings(self.ctx, self.backbone, self.shas)
 
 
 def _gold_from_csv(path: Path, pairs: list[Any]) -> list[dict[str, Any]]:
