@@ -114,7 +114,7 @@ def _check_summary(lab, kind: str) -> dict:
     found = lab.get_issues(kind)
     count = int(found[f"is_{kind}_issue"].sum())
     score = float(lab.get_issue_summary(kind)["score"].iloc[0])
-    return {"score": score, "summary": f"{count} images flagged (dataset score {score:.3f})"}
+    return {"score": score, "summary": f"{count} image{'' if count == 1 else 's'} flagged (dataset score {score:.3f})"}
 
 
 def _interleaved(labels: np.ndarray, order: Sequence[int] | None) -> np.ndarray:
