@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from curate.labelstudio.gate import (
+from curate.labelstudio.access import (
     Rules,
     User,
     _speaks_for_another,

@@ -263,7 +263,7 @@ def free_loopback_port() -> int:
 
 def project_reader(layout: RunLayout, url: str) -> Callable[[], set[int]]:
     """The run's project ids on this server, re-read from ``projects.json`` when it changes."""
-    from curate.labelstudio.gate import run_projects
+    from curate.labelstudio.access import run_projects
 
     seen: dict[str, Any] = {"mtime": None, "ids": set()}
 
