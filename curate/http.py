@@ -328,6 +328,11 @@ def _address_problem(ip: IPAddress) -> str | None:
     """Why ``ip`` is not dialled by default (``"a private address"``), or None for a global unicast address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (ip.sixtofour is not None or ip.is_site_local):
+        # 6to4 (2002::/16, deprecated by RFC 7526) tunnels to the IPv4 address it embeds, a private one included;
+        # site-local (fec0::/10, deprecated by RFC 3879) is still routed inside some networks. Python calls both
+        # global.
+        return "a 6to4 tunnel address" if ip.sixtofour is not None else "a site-local address"
     kinds = (("a loopback", ip.is_loopback), ("a link-local", ip.is_link_local),
              ("an unspecified", ip.is_unspecified), ("a multicast", ip.is_multicast),
              ("a reserved", ip.is_reserved), ("a private", ip.is_private), ("a non-global", not ip.is_global))

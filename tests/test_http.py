@@ -244,6 +244,8 @@ def test_tls_verifies_the_hostname_while_dialling_the_checked_ip(tmp_path, loopb
     ("172.16.0.1", "a private address"), ("fc00::1", "a private address"), ("100.64.0.1", "a non-global address"),
     ("169.254.169.254", "a link-local address"), ("ff02::1", "a multicast address"), ("::", "an unspecified address"),
     ("93.184.216.34", None), ("2606:4700::1", None),
+    ("2002:7f00:1::1", "a 6to4 tunnel address"), ("2002:a00:1::1", "a 6to4 tunnel address"),
+    ("fec0::1", "a site-local address"), ("::ffff:10.0.0.1", "a private address"),
 ])
 def test_address_classification(address, problem):
     assert _address_problem(ipaddress.ip_address(address)) == problem
