@@ -1,7 +1,8 @@
 """What the CLI prints about a run: the end-of-run summary and ``curate status``.
 
 Reads: the run's catalog (opened read-only for status, so it works while a run is going on).
-Writes: stdout.
+Writes: stdout. What came from the web or a crowd (words, reasons, annotator names, stats) is printed with its
+control characters replaced, so it cannot move the cursor or recolour the terminal.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 from curate.errors import ConfigError
 from curate.layout import RunLayout
+from curate.report.summary import plain
 
 
 def _table(rows: list[Any], columns: list[str]) -> str:
-    cells = [["-" if r[c] is None else str(r[c]) for c in columns] for r in rows]
+    cells = [["-" if r[c] is None else plain(r[c]) for c in columns] for r in rows]  # web text: no escapes
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
@@ -26,13 +28,13 @@ def stats_text(stats: dict[str, Any]) -> str:
     """A stage's stats as a line: ``skipped (why)`` where the stage skipped its work, else key=value pairs
     (a ``warning`` goes on a line of its own, :func:`warning_line`)."""
     if "skipped" in stats:
-        return f"skipped ({stats['skipped']})"
-    return ", ".join(f"{k}={v}" for k, v in stats.items() if k not in ("seconds", "warning"))
+        return f"skipped ({plain(stats['skipped'])})"
+    return ", ".join(f"{plain(k)}={plain(v)}" for k, v in stats.items() if k not in ("seconds", "warning"))
 
 
 def warning_line(stats: dict[str, Any], indent: int) -> str:
     """The stage's ``warning`` stat under its line, or nothing."""
-    return f"\n{' ' * indent}warning: {stats['warning']}" if stats.get("warning") else ""
+    return f"\n{' ' * indent}warning: {plain(stats['warning'])}" if stats.get("warning") else ""
 
 
 def print_run_summary(summary: Any, resume_command: str) -> None:

@@ -65,3 +65,22 @@ def test_labels_csv_neutralises_formulas_and_has_no_curator_paths(hostile_run):
     assert evil["title"].startswith("'=") and evil["license"] == "'@SUM(1+1)" and evil["creator"] == "'-2+3"
     assert evil["url"] == "images/evil.png" and evil["source"] == "local:corpus"
     assert all(not r["url"].startswith("/") for r in rows(run_dir / "export" / "labels.csv"))
+
+
+def test_status_prints_no_terminal_escapes(hostile_run, capsys):
+    """Text from the web or a crowd reaches `curate status` as data, never as escape sequences."""
+    from curate.catalog import Catalog
+
+    _, run_dir = hostile_run
+    catalog = Catalog(run_dir / "catalog.sqlite")
+    try:
+        catalog.upsert_synsets([{"wnid": "n99999999", "name": "evil.n.01", "lemmas": "evil\x1b]0;owned\x07",
+                                 "gloss": "\x1b[2Jcleared", "depth": 1, "hypernym_wnid": None, "lexname": "x"}])
+        run_id = catalog.start_stage("annotate", "x")
+        catalog.finish_stage(run_id, "ok", {"note": "\x1b[31mred\r\nforged line", "warning": "\x1b[2J"})
+    finally:
+        catalog.close()
+    capsys.readouterr()
+    assert main(["status", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "evil?]0;owned?" in out and "?[31mred??forged line" in out
