@@ -42,6 +42,7 @@ for that class and "no" for the others, "Unsure" abstains on all.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -443,26 +444,27 @@ class LabelStudioCrowd:
 
     def _image_url(self, relpath: str) -> str:
         """A stored image as Label Studio's local-files URL (relative to its document root)."""
-        path = self._served_path(relpath)
-        return f"/data/local-files/?d={quote(path.relative_to(self._files_root()).as_posix(), safe='/')}"
+        return f"/data/local-files/?d={quote((self._run_dir_below_root / relpath).as_posix(), safe='/')}"
 
-    def _files_root(self) -> Path:
-        return (self.config.local_files_root or self.layout.served).resolve()
-
-    def _served_path(self, relpath: str) -> Path:
-        """A path of the run directory as the server reaches it below its document root: through ``served/``
-        (the tree ``curate labelstudio serve`` serves, a link to the image store) where the root holds it, else
-        the path itself (an existing server whose root is a folder holding the run)."""
+    @functools.cached_property
+    def _run_dir_below_root(self) -> Path:
+        """The run directory as the server reaches it, relative to its document root: through ``served/`` (the tree
+        ``curate labelstudio serve`` serves, a link to the image store) where the root holds it, else the run
+        directory itself (an existing server whose root is a folder holding the run). Worked out once per backend,
+        not once per image."""
         from curate.labelstudio.server import link_served_images
 
-        root = self._files_root()
-        served = link_served_images(self.layout).resolve() / relpath
-        for path in (served, self.layout.stored(relpath).resolve()):
-            if path.is_relative_to(root):
-                return path
-        raise StageError("annotate", f"{self.layout.stored(relpath).resolve()} is outside Label Studio's "
-                                     f"local-files document root {root}: set annotate.backend.local_files_root to "
-                                     f"the server's LOCAL_FILES_DOCUMENT_ROOT (a folder holding the run)")
+        root = (self.config.local_files_root or self.layout.served).resolve()
+        for base in (link_served_images(self.layout).resolve(), self.layout.root.resolve()):
+            if base.is_relative_to(root):
+                return base.relative_to(root)
+        raise StageError("annotate", f"{self.layout.images.resolve()} is outside Label Studio's local-files "
+                                     f"document root {root}: set annotate.backend.local_files_root to the server's "
+                                     f"LOCAL_FILES_DOCUMENT_ROOT (a folder holding the run)")
+
+    def _served_path(self, relpath: str) -> Path:
+        """A path of the run directory as an absolute path below the server's document root."""
+        return (self.config.local_files_root or self.layout.served).resolve() / self._run_dir_below_root / relpath
 
     @staticmethod
     def _class_html(synset: Any) -> str:
