@@ -27,7 +27,7 @@ from conftest import CAT, DOG, MOUSE, build_corpus, pipeline_dict, write_pipelin
 from PIL import Image
 
 from curate.cli import main
-from curate.exporters.datasheet import _cell, portable
+from curate.exporters.datasheet import markdown_cell, portable
 from curate.exporters.webdataset import ShardSeries
 from curate.quality import hamming, measure
 from curate.stages.export import assign_split, cap_per_class, split_groups
@@ -324,6 +324,6 @@ def test_datasheet_json_and_markdown(exported):
 
 
 def test_datasheet_cells_and_paths_are_made_safe():
-    assert _cell('<script>alert("x")</script> a|b\nc') == '&lt;script&gt;alert("x")&lt;/script&gt; a\\|b c'
+    assert markdown_cell('<script>alert("x")</script> a|b\nc') == '&lt;script&gt;alert("x")&lt;/script&gt; a\\|b c'
     assert portable({"dir": "/home/me/runs/demo", "root": ["C:\\data\\corpus"], "url": "file:///x/y",
                      "name": "demo"}) == {"dir": "…/demo", "root": ["…/corpus"], "url": "file:///x/y", "name": "demo"}

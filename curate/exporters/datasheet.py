@@ -179,7 +179,7 @@ def render_markdown(sheet: dict[str, Any]) -> str:
 
 def _summary(sheet: dict[str, Any]) -> str:
     counts = sheet["counts"]
-    return (f"# Datasheet: {_cell(sheet['name'])}\n\n"
+    return (f"# Datasheet: {markdown_cell(sheet['name'])}\n\n"
             f"Created {sheet['created']} with {sheet['created_with']}; classes are {sheet['wordnet']} synsets.\n\n"
             + _table(["images", "classes", "train", "val", "formats"],
                      [[counts["images"], counts["classes"], counts["train"], counts["val"],
@@ -227,9 +227,9 @@ def _noise_md(sheet: dict[str, Any]) -> str:
         [f"images left out over the cap ({sel['max_images_per_class'] or 'none'} per class)",
          _inline(sel["left_out_over_cap"])],
     ]
-    skipped = (f"**The noise check did not run** ({_cell(noise['skipped'])}): no label was checked, and "
+    skipped = (f"**The noise check did not run** ({markdown_cell(noise['skipped'])}): no label was checked, and "
                "`label_issue` in labels.csv is empty.\n\n") if noise.get("skipped") else ""
-    return (f"## Label noise and selection\n\n{skipped}Method: {_cell(noise['method'])}.\n\n"
+    return (f"## Label noise and selection\n\n{skipped}Method: {markdown_cell(noise['method'])}.\n\n"
             + _table(["decision", "value"], decisions))
 
 
@@ -246,7 +246,7 @@ def _decisions_md(sheet: dict[str, Any]) -> str:
 def _split_md(sheet: dict[str, Any]) -> str:
     split = sheet["split"]
     return ("## Split\n\n"
-            f"Per class, {split['val_fraction']:.0%} to val (seed {split['seed']}); {_cell(split['rule'])}: "
+            f"Per class, {split['val_fraction']:.0%} to val (seed {split['seed']}); {markdown_cell(split['rule'])}: "
             f"{split['near_duplicate_groups']} groups of {split['images_in_near_duplicate_groups']} images "
             f"(distance {split['near_duplicate_distance']} bits).")
 
@@ -265,7 +265,7 @@ def _config_md(sheet: dict[str, Any]) -> str:
 
 def _table(header: list[str], rows: list[list[Any]] | list[tuple[Any, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -273,7 +273,7 @@ def _inline(counts: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
 
 
-def _cell(value: Any) -> str:
+def markdown_cell(value: Any) -> str:
     """Text safe in a Markdown table cell: no HTML, no column break, one line."""
     text = html.escape(str(value), quote=False).replace("|", "\\|")
     return " ".join(text.split())

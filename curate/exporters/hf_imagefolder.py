@@ -5,7 +5,10 @@ one ``metadata.jsonl`` per split (``file_name``, ``label`` as the class name, an
 ``wnid``, ``sha256``, ``source``, ``url``, ``page_url``, ``title``, ``license``, ``creator``, ``p_true``,
 ``n_votes``, ``label_issue``; missing text is ``""`` so every split infers the same types) and a dataset
 card ``README.md`` whose YAML declares the splits and the features, ``label`` a ``ClassLabel`` whose
-index follows sorted wnids (:mod:`curate.exporters.common`). Hence::
+index follows sorted wnids (:mod:`curate.exporters.common`). The YAML's every value is double-quoted on one
+line (a class named ``yes``, ``001``, ``a: b #c`` or holding a line break reads back as that text); the card's
+title and class table escape HTML, ``|`` and line breaks (:func:`curate.exporters.datasheet.markdown_cell`).
+Hence::
 
     datasets.load_dataset("<export>/hf")                        # label: ClassLabel(names=[...])
     datasets.load_dataset("imagefolder", data_dir="<export>/hf")  # the same rows, label as class-name text
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from curate.config import Section
 from curate.exporters import WRITERS
 from curate.exporters.common import TEXT_COLUMNS, ExportClass, export_classes, provenance_record
+from curate.exporters.datasheet import markdown_cell
 from curate.exporters.imagenet import link_or_copy
 from curate.registry import Plugin
 
@@ -85,8 +89,12 @@ def dataset_card(name: str, classes: list[ExportClass], splits: list[str]) -> st
     header = {"configs": [{"config_name": "default",
                            "data_files": [{"split": s, "path": f"{s}/**"} for s in splits],
                            "features": features}]}
-    mapping = "\n".join(f"| {c.index} | {c.wnid} | {c.name} | {c.words} |" for c in classes)
-    return (f"---\n{yaml.safe_dump(header, sort_keys=False, allow_unicode=True)}---\n\n# {name}\n\n"
+    # Every scalar double-quoted on one line: a name's line break (\n, but also \u2028 or \x85, which readers
+    # split lines at) is an escape, so no name ends the YAML block or changes on reading.
+    front = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, default_style='"', width=1 << 31)
+    mapping = "\n".join("| " + " | ".join(markdown_cell(v) for v in (c.index, c.wnid, c.name, c.words)) + " |"
+                        for c in classes)
+    return (f"---\n{front}---\n\n# {markdown_cell(name)}\n\n"
             "Exported by curate in Hugging Face's `imagefolder` layout. Labels and provenance are in each "
             "split's `metadata.jsonl`; the export's `datasheet.md` describes how the data was collected.\n\n"
             "```python\nimport datasets\nds = datasets.load_dataset(\"path/to/hf\")  # label: ClassLabel\n```\n\n"

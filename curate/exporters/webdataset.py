@@ -1,8 +1,12 @@
 """``webdataset`` writer: tar shards in the ``webdataset`` library's conventions, for sets too large for folders.
 
 Writes under ``webdataset/``: ``train-000000.tar``, ``train-000001.tar``, …, ``val-000000.tar``, …; each
-sample is three consecutive members sharing a key (``<wnid>_<n>``, no dot, as webdataset splits the key
-off at the first dot): ``<key>.jpg`` (the stored JPEG), ``<key>.cls`` (the class index as text, which
+sample is three consecutive members sharing a key, :func:`sample_key`: ``<wnid>_<n>`` (``n02084071_3``), where
+a class's id that is a label of the user's (``synsets.from_labels``) has every character other than a letter, a
+digit, ``_`` or ``-`` written as ``%XX`` (UTF-8 bytes): webdataset takes everything up to the first dot of a
+member's name as the key, so CUB-200's ``001.Black_footed_Albatross`` becomes ``001%2EBlack_footed_Albatross_3``.
+Keys are unique (the escape is reversible and ``n`` numbers a class's images) and the same in every run of the
+same export. The members: ``<key>.jpg`` (the stored JPEG), ``<key>.cls`` (the class index as text, which
 webdataset decodes to an int) and ``<key>.json`` (wnid, class name, index and provenance). Samples are
 shuffled with the run's seed before sharding, so every shard mixes classes (webdataset shuffles shards and
 then only within a buffer). A shard closes before it would pass ``maxcount`` samples or about
@@ -64,7 +68,7 @@ class WebDatasetWriter(Plugin):
             rows = shuffled(table[table["split"] == split], f"{ctx.seed}:webdataset:{split}")
             series = ShardSeries(folder, split, self.config.maxcount, self.config.maxsize)
             for row in ctx.progress(rows, total=len(rows), desc=f"export webdataset {split}", unit="img"):
-                series.add(f"{row.wnid}_{row.n}", sample(ctx, row, by_wnid[row.wnid]))
+                series.add(sample_key(row.wnid, row.n), sample(ctx, row, by_wnid[row.wnid]))
             shards[split] = series.close()
         _write_json(folder / "classes.json", [c.as_dict() for c in classes])
         _write_json(folder / "shards.json", shards)
@@ -76,6 +80,13 @@ def shuffled(rows: pd.DataFrame, seed: str) -> list[Any]:
     order = list(rows.itertuples())
     random.Random(seed).shuffle(order)
     return order
+
+
+def sample_key(wnid: str, n: int) -> str:
+    """``<wnid>_<n>`` with no dot, slash or space: each character of ``wnid`` other than a letter (of any
+    script), a digit, ``_`` or ``-`` is written as ``%XX`` per UTF-8 byte, ``%`` included, so keys stay unique."""
+    escaped = "".join(ch if ch.isalnum() or ch in "_-" else "".join(f"%{b:02X}" for b in ch.encode()) for ch in wnid)
+    return f"{escaped}_{n}"
 
 
 def sample(ctx: Any, row: Any, cls: ExportClass) -> dict[str, bytes]:
