@@ -4,9 +4,10 @@ bytes as fetched.
 Reads: raw image bytes, decoded only as JPEG, PNG, GIF, WebP, BMP or TIFF (Pillow's other plugins,
 EPS through Ghostscript among them, are never reached); the store's existing files, which are
 re-decoded before being trusted. Writes: one normalized JPEG per distinct sha256 (EXIF orientation
-applied, high-bit-depth greyscale rescaled to 8 bits, RGB, longest side capped), atomically
-(temporary ``*.tmp`` file + ``os.replace``), so a kill mid-write leaves no half file; a second write
-of the same image is a no-op unless the stored file no longer decodes, then it is rewritten. A download
+applied, high-bit-depth greyscale rescaled to 8 bits a strip of rows at a time, RGB, longest side
+capped), atomically (temporary ``*.tmp`` file + ``os.replace``), so a kill mid-write leaves no half
+file; a second write of the same image is a no-op unless the stored file no longer decodes, then it
+is rewritten. A download
 that already is what normalizing would store (an RGB JPEG within the longest side, needing no rotation)
 is kept as it came, less its metadata (EXIF with GPS positions, XMP, IPTC, comments): no second lossy
 encoding, no encoding cost, and it is decoded only in grey at the scale the quality checks use. Files are
@@ -27,6 +28,7 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -226,7 +228,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """Transparent pixels become white (drawings and logos), high-bit-depth greyscale becomes 8-bit,
     everything else plain RGB."""
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")  # convert() would copy an RGBA image
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
@@ -235,8 +237,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")  # a decoded JPEG is RGB already: no copy
 
 
+# Rows of a high-bit-depth image converted at a time: about a million pixels, 8 MB as float64. A whole-image
+# float64 conversion took ~33 bytes per pixel (1.2 GB for a 6000x6000 16-bit PNG of 200 kB); in strips the
+# cost is the decoded image and its 8-bit result.
+_STRIP_PIXELS = 1 << 20
+
+
 def _greyscale_to_8bit(img: Image.Image) -> Image.Image:
-    """Rescale a 16/32-bit integer or 32-bit float greyscale image to mode ``L``.
+    """Rescale a 16/32-bit integer or 32-bit float greyscale image to mode ``L``, a strip of rows at a time.
 
     Pillow's own ``convert`` clips these to 255, so every 16-bit photograph would come out white.
     Integers (``I;16*`` and ``I``) are taken as 16-bit samples when they fit 0..65535 and divided by
@@ -244,18 +252,35 @@ def _greyscale_to_8bit(img: Image.Image) -> Image.Image:
     0..255 (a constant image becomes black). Floats within 0..1 are taken as normalised and scaled by
     255. Non-finite floats count as 0.
     """
-    values = np.asarray(img).astype(np.float64)
-    values[~np.isfinite(values)] = 0.0
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    low, high = _value_range(img)
     if img.mode == "F" and 0.0 <= low and high <= 1.0:
-        scaled = values * 255.0
+        offset, factor = 0.0, 255.0
     elif img.mode != "F" and 0.0 <= low and high <= 65535.0:
-        scaled = values / 257.0
-    elif high > low:
-        scaled = (values - low) * (255.0 / (high - low))
+        offset, factor = 0.0, 1 / 257
     else:
-        scaled = np.zeros_like(values)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+        offset, factor = low, (255.0 / (high - low) if high > low else 0.0)
+    out = Image.new("L", img.size)
+    for top, values in _strips(img):
+        scaled = np.clip(np.rint((values - offset) * factor), 0, 255).astype(np.uint8)
+        out.paste(Image.fromarray(scaled), (0, top))
+    return out
+
+
+def _value_range(img: Image.Image) -> tuple[float, float]:
+    """The lowest and highest value of a greyscale image (non-finite ones as 0); (0, 0) when it is empty."""
+    low, high = math.inf, -math.inf
+    for _, values in _strips(img):
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return (low, high) if low <= high else (0.0, 0.0)
+
+
+def _strips(img: Image.Image) -> Iterator[tuple[int, np.ndarray]]:
+    """(top row, the rows as float64 with non-finite values as 0) for consecutive strips of ``img``."""
+    rows = max(1, _STRIP_PIXELS // max(1, img.width))
+    for top in range(0, img.height if img.width else 0, rows):
+        values = np.asarray(img.crop((0, top, img.width, min(img.height, top + rows))), dtype=np.float64)
+        values[~np.isfinite(values)] = 0.0
+        yield top, values
 
 
 def _stored_size(path: Path) -> tuple[int, int] | None:
