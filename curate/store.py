@@ -9,8 +9,10 @@ capped), atomically (temporary ``*.tmp`` file + ``os.replace``), so a kill mid-w
 file; a second write of the same image is a no-op unless the stored file no longer decodes, then it
 is rewritten. A download
 that already is what normalizing would store (an RGB JPEG within the longest side, needing no rotation)
-is kept as it came, less its metadata (EXIF with GPS positions, XMP, IPTC, comments): no second lossy
-encoding, no encoding cost, and it is decoded only in grey at the scale the quality checks use. Files are
+is kept as it came, less its metadata (EXIF with GPS positions, XMP, IPTC, comments, other application
+segments, an ICC profile over 1 MiB) and whatever follows its end-of-image marker (a Motion Photo's video):
+no second lossy encoding, no encoding cost, and it is decoded only in grey at the scale the quality checks
+use. Files are
 not fsynced one by one (that cost more than decoding them): a kill never leaves a half file, a power
 cut may, and such a file is found and rewritten by the next ``put`` of the same bytes. Opening
 the store deletes the ``<root>/<2 hex>/*.tmp`` files such a kill left behind (one process per run
@@ -151,31 +153,67 @@ def _kept_as_downloaded(data: bytes, max_side_px: int,
     return img, (width, height), stripped
 
 
-# JPEG segments dropped from a stored original: APP1 (EXIF, with GPS positions, and XMP), APP13 (IPTC) and
-# comments. Kept: JFIF (APP0), the ICC colour profile (APP2), Adobe's colour transform (APP14), the codec's.
-_DROPPED_SEGMENTS = {0xE1, 0xED, 0xFE}
+# What a stored original keeps of a JPEG: the codec's segments (frame, tables, scans) up to the first
+# end-of-image marker, JFIF (APP0), Adobe's colour transform (APP14) and an ICC colour profile (APP2) of at
+# most MAX_ICC_PROFILE_BYTES. Dropped: every other application segment (APP1: EXIF with GPS positions and
+# XMP; APP13: IPTC; APP2's multi-picture index; vendors' notes) and comments, and all bytes after the end of
+# the image (a Motion Photo's video, a second picture). A profile is dropped whole, never cut: a real display
+# profile is a few kB (sRGB 3 kB, Display P3 0.5 kB), one of megabytes is a payload, and the image then reads
+# as sRGB, as every re-encoded image does (the store's JPEG encoder writes no profile).
+MAX_ICC_PROFILE_BYTES = 1 << 20
+_APP0, _APP2, _APP14, _COM, _EOI, _SOS = 0xE0, 0xE2, 0xEE, 0xFE, 0xD9, 0xDA
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}
+_ICC_HEADER = b"ICC_PROFILE\x00"
+# In entropy-coded data 0xFF is followed by 0x00 (a stuffed byte), a restart marker or another 0xFF (fill);
+# anything else is the marker that ends the scan.
+_SCAN_END = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
 
 
 def strip_jpeg_metadata(data: bytes) -> bytes | None:
-    """The JPEG without its metadata segments (same pixels); None when the header does not parse."""
+    """The JPEG's image alone, without metadata or trailing bytes (same pixels); None when its segments do
+    not parse up to an end-of-image marker."""
+    segments = _jpeg_segments(data)
+    if segments is None:
+        return None
+    icc_bytes = sum(len(body) for marker, body in segments if _is_icc(marker, body))
+    keep_icc = icc_bytes <= MAX_ICC_PROFILE_BYTES
+    return b"".join(body for marker, body in segments if _kept_segment(marker, body, keep_icc))
+
+
+def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]] | None:
+    """(marker, bytes) of each segment from the start-of-image to the first end-of-image marker; a scan's
+    bytes include its entropy-coded data. Application segments are skipped by their length, so a thumbnail
+    inside one (with its own end-of-image marker) does not end the image. None where the walk fails."""
     if data[:2] != b"\xff\xd8":
         return None
-    out, i = [data[:2]], 2
-    while i + 4 <= len(data) and data[i] == 0xFF:
+    segments, i = [(0xD8, data[:2])], 2
+    while i + 2 <= len(data) and data[i] == 0xFF:
         marker = data[i + 1]
-        if marker == 0xDA:  # start of scan: the compressed image follows, kept as it is
-            out.append(data[i:])
-            return b"".join(out)
-        if marker in _STANDALONE or marker == 0xFF:
-            out.append(data[i : i + 2])
-            i += 2
+        if marker == 0xFF:  # a fill byte before a marker
+            i += 1
             continue
-        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker not in _DROPPED_SEGMENTS:
-            out.append(data[i:end])
+        if marker == _EOI:
+            segments.append((marker, data[i : i + 2]))
+            return segments
+        end = i + 2 if marker in _STANDALONE else i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if end > len(data) or (marker not in _STANDALONE and end < i + 4):
+            return None
+        if marker == _SOS:
+            found = _SCAN_END.search(data, end)
+            end = found.start() if found else len(data)
+        segments.append((marker, data[i:end]))
         i = end
     return None
+
+
+def _is_icc(marker: int, body: bytes) -> bool:
+    return marker == _APP2 and body[4 : 4 + len(_ICC_HEADER)] == _ICC_HEADER
+
+
+def _kept_segment(marker: int, body: bytes, keep_icc: bool) -> bool:
+    if marker == _COM or 0xE0 <= marker <= 0xEF:
+        return marker in (_APP0, _APP14) or (keep_icc and _is_icc(marker, body))
+    return True
 
 
 def _decode(data: bytes, max_side_px: int | None = None) -> tuple[Image.Image, tuple[int, int]]:

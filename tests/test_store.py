@@ -203,3 +203,77 @@ def test_a_jpeg_that_needs_work_is_normalized(tmp_path: Path):
 @pytest.mark.parametrize("data", [b"", b"not a jpeg", b"\xff\xd8\xff\xe1\x00"])
 def test_strip_metadata_refuses_what_it_cannot_parse(data: bytes):
     assert strip_jpeg_metadata(data) is None
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def with_segments(jpeg: bytes, *segments: bytes) -> bytes:
+    """``jpeg`` with ``segments`` inserted right after its start-of-image marker."""
+    return jpeg[:2] + b"".join(segments) + jpeg[2:]
+
+
+def kept_bytes(tmp_path: Path, data: bytes) -> bytes:
+    stored = ImageStore(tmp_path / "images").put(data, max_side_px=512)
+    return (tmp_path / stored.path).read_bytes()
+
+
+# A Motion Photo: the video (here a stand-in with a location in it) follows the picture's end-of-image marker.
+MOTION_VIDEO = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00\x00\x00\x20moov GPS +48.8584+002.2945/" * 50
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_bytes_after_the_end_of_the_image_are_not_kept(tmp_path: Path, progressive: bool):
+    picture = encode(Image.effect_noise((240, 160), 50).convert("RGB"), "JPEG", quality=88, progressive=progressive)
+    kept = kept_bytes(tmp_path, picture + MOTION_VIDEO)
+    assert kept == picture and kept.endswith(b"\xff\xd9") and b"GPS" not in kept
+
+
+def test_a_thumbnail_inside_the_metadata_does_not_end_the_image(tmp_path: Path):
+    thumbnail = encode(Image.new("RGB", (16, 16), "blue"), "JPEG")  # its own start and end-of-image markers
+    picture = encode(Image.effect_noise((240, 160), 50).convert("RGB"), "JPEG", quality=88)
+    data = with_segments(picture, segment(0xE1, b"Exif\x00\x00" + thumbnail)) + MOTION_VIDEO
+    kept = kept_bytes(tmp_path, data)
+    assert kept == picture
+    with Image.open(io.BytesIO(kept)) as again, Image.open(io.BytesIO(picture)) as original:
+        assert again.tobytes() == original.tobytes()
+
+
+def test_an_oversized_colour_profile_is_dropped_a_normal_one_kept(tmp_path: Path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    huge = b"ICC!" + bytes(range(256)) * (2 * 1024 * 1024 // 256)  # 2 MB in 33 APP2 segments
+    pixels = Image.effect_noise((240, 160), 50).convert("RGB")
+    small_kept = kept_bytes(tmp_path / "small", encode(pixels, "JPEG", icc_profile=srgb))
+    huge_kept = kept_bytes(tmp_path / "huge", encode(pixels, "JPEG", icc_profile=huge))
+    with Image.open(io.BytesIO(small_kept)) as small, Image.open(io.BytesIO(huge_kept)) as dropped:
+        assert small.info.get("icc_profile") == srgb
+        assert "icc_profile" not in dropped.info and b"ICC_PROFILE" not in huge_kept
+        assert small.tobytes() == dropped.tobytes() == pixels_of(encode(pixels, "JPEG"))
+    assert len(huge_kept) < 100_000
+
+
+def pixels_of(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.tobytes()
+
+
+@pytest.mark.filterwarnings("ignore:Image appears to be a malformed MPO file")
+def test_application_segments_other_than_jfif_icc_and_adobe_are_dropped(tmp_path: Path):
+    picture = encode(Image.effect_noise((240, 160), 50).convert("RGB"), "JPEG", quality=88)
+    adobe = segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01")  # colour transform: YCbCr, needed to decode
+    others = [segment(0xE3, b"META camera serial 1234"), segment(0xEC, b"Ducky\x00 note"),
+              segment(0xE2, b"MPF\x00 index of a second picture"), segment(0xEF, b"vendor secret")]
+    kept = kept_bytes(tmp_path, with_segments(picture, adobe, *others))
+    assert kept == with_segments(picture, adobe)
+    for text in (b"serial", b"Ducky", b"MPF", b"secret"):
+        assert text not in kept
+
+
+@pytest.mark.parametrize("cut", [-2, -40])
+def test_strip_metadata_needs_the_end_of_the_image(cut: int):
+    picture = encode(Image.effect_noise((240, 160), 50).convert("RGB"), "JPEG")
+    assert strip_jpeg_metadata(picture) == picture
+    assert strip_jpeg_metadata(picture[:cut]) is None
