@@ -5,7 +5,9 @@ version during the swap) and ``NAME/``. The previous version survives any failur
 new one is complete: an exception removes the staging folder and leaves ``NAME/`` untouched; a kill
 during writing leaves ``NAME.incomplete/``, which the next attempt discards; a kill between the two
 renames of the swap leaves ``NAME.previous/``, which :func:`recover` (called before every write and
-by readers through :func:`published`) puts back. A reader that sees ``NAME/`` sees a finished one.
+by a later writer through :func:`published`) puts back. A reader that sees ``NAME/`` sees a finished one.
+Read-only readers (``curate report``, also while a run writes) use :func:`finished`, which changes nothing:
+it never removes a ``NAME.incomplete/`` (it may be a stage's output being written right now).
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ def published(target: Path) -> Path | None:
     """``target`` when a finished version exists (after recovering an interrupted swap), else None."""
     recover(target)
     return target if target.is_dir() else None
+
+
+def finished(target: Path) -> Path | None:
+    """Where the finished version of ``target`` lies, without changing anything: ``target``, or during a swap
+    (or after a kill in one) ``NAME.previous/``; None when there is none."""
+    for path in (target, previous_path(target)):
+        if path.is_dir():
+            return path
+    return None
 
 
 @contextmanager

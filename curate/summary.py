@@ -1,6 +1,7 @@
 """What the CLI prints about a run: the end-of-run summary and ``curate status``.
 
-Reads: the run's catalog (opened read-only for status, so it works while a run is going on).
+Reads: the run's catalog (opened read-only for status, so it works while a run is going on and changes nothing
+in the run directory; a catalog without stage runs, even without tables, is "no stage has run yet").
 Writes: stdout. What came from the web or a crowd (words, reasons, annotator names, stats) is printed with its
 control characters replaced, so it cannot move the cursor or recolour the terminal.
 """
@@ -80,35 +81,52 @@ ANNOTATOR_COLUMNS = ["annotator", "votes", "unsure", "gold_votes", "gold_accurac
 
 
 def print_status(run_dir: Path) -> int:
-    from curate.catalog import PER_CLASS_COLUMNS, PER_SOURCE_COLUMNS, Catalog
+    from curate.catalog import Catalog
 
     layout = RunLayout(Path(run_dir))
     if not layout.exists():
         raise ConfigError(f"no run found in {run_dir} (missing {layout.catalog.name})")
     catalog = Catalog(layout.catalog, readonly=True)
     try:
-        print(f"run: {layout.root}\n\nstages:")
-        for row in catalog.stage_summary():
-            stats = json.loads(row["stats"] or "{}")
-            print(f"  {row['stage']:<11} {row['status']:<11} {stats_text(stats)}" + warning_line(stats, 26))
-        sources = catalog.per_source_status()
-        if sources:
-            print("\nper source (kept: accepted by the crowd):")
-            print(_table(sources, PER_SOURCE_COLUMNS))
-        reasons = reasons_table(catalog)
-        if reasons:
-            print("\nfailed and rejected, by reason:")
-            print(_table(reasons, ["source", "status", "reason", "candidates"]))
-        print("\nper class:")
-        print(_table(catalog.per_class_status(), PER_CLASS_COLUMNS))
-        annotators = catalog.annotator_stats() if catalog.version >= 3 else []  # (an older catalog has no gold)
-        if annotators:
-            print("\nannotators (gold accuracy: yes/no answers on gold tasks that match the known answer):")
-            print(_table(annotators, ANNOTATOR_COLUMNS))
-        decisions = catalog.decision_counts() if catalog.version >= 4 else []  # (an older catalog has none)
-        if decisions:
-            print("\ndecisions about issues (source: policy, or the crowd's review; action review: answers pending):")
-            print(_table(decisions, ["kind", "action", "source", "n"]))
+        print(f"run: {layout.root}\n")
+        stages = catalog.stage_summary() if catalog.version else []  # version 0: created, no table written yet
+        if not stages:
+            start = f"curate run {layout.config}" if layout.config.is_file() else "curate run PIPELINE"
+            print(f"no stage has run yet: the catalog is empty ({start} starts the run)")
+            return 0
+        _print_stages(stages)
+        _print_tables(catalog)
     finally:
         catalog.close()
     return 0
+
+
+def _print_stages(stages: list[Any]) -> None:
+    print("stages:")
+    for row in stages:
+        stats = json.loads(row["stats"] or "{}")
+        print(f"  {row['stage']:<11} {row['status']:<11} {stats_text(stats)}" + warning_line(stats, 26))
+
+
+def _print_tables(catalog: Any) -> None:
+    """Per source, failure reasons, per class, annotators and decisions (each where it has rows)."""
+    from curate.catalog import PER_CLASS_COLUMNS, PER_SOURCE_COLUMNS
+
+    sources = catalog.per_source_status()
+    if sources:
+        print("\nper source (kept: accepted by the crowd):")
+        print(_table(sources, PER_SOURCE_COLUMNS))
+    reasons = reasons_table(catalog)
+    if reasons:
+        print("\nfailed and rejected, by reason:")
+        print(_table(reasons, ["source", "status", "reason", "candidates"]))
+    print("\nper class:")
+    print(_table(catalog.per_class_status(), PER_CLASS_COLUMNS))
+    annotators = catalog.annotator_stats() if catalog.version >= 3 else []  # (an older catalog has no gold)
+    if annotators:
+        print("\nannotators (gold accuracy: yes/no answers on gold tasks that match the known answer):")
+        print(_table(annotators, ANNOTATOR_COLUMNS))
+    decisions = catalog.decision_counts() if catalog.version >= 4 else []  # (an older catalog has none)
+    if decisions:
+        print("\ndecisions about issues (source: policy, or the crowd's review; action review: answers pending):")
+        print(_table(decisions, ["kind", "action", "source", "n"]))

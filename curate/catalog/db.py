@@ -2,7 +2,8 @@
 
 Reads/writes: one SQLite file. Opening applies the missing migrations of :mod:`.schema` in order
 (after copying the file to ``<name>.v<old>.bak``); a catalog from a newer curate, or a file that is
-not a catalog, raises :class:`CatalogError` (exit 2) with what to do.
+not a catalog, raises :class:`CatalogError` (exit 2) with what to do. Opened read-only, it writes nothing
+and creates no file beside the catalog.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         try:
             if self.readonly:
-                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+                db = sqlite3.connect(self._readonly_uri(), uri=True, isolation_level=None, timeout=30)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
@@ -61,6 +62,13 @@ class Database:
             raise CatalogError(f"{self.path} is not a curate catalog: {exc}") from None
         db.row_factory = sqlite3.Row
         return db
+
+    def _readonly_uri(self) -> str:
+        """``mode=ro``; where no ``-wal`` file lies beside the catalog (no connection has it open: no run is going
+        on) also ``immutable=1``, as a read-only connection would otherwise create ``-wal`` and ``-shm`` files
+        and leave them in a run directory it was only meant to read."""
+        wal = self.path.with_name(f"{self.path.name}-wal")
+        return self.path.resolve().as_uri() + ("?mode=ro" if wal.exists() else "?mode=ro&immutable=1")
 
     def _user_version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])

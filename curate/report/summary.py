@@ -1,7 +1,9 @@
 """``summary.json``, the report's machine-readable counts, and ``curate report RUN_DIR``, which prints them.
 
 Reads: the report's content when writing; ``RUN_DIR/report/summary.json`` when printing (imports no
-pandas, matplotlib or torch, so the command answers at once). Writes: ``summary.json``; stdout.
+pandas, matplotlib or torch, so the command answers at once). Writes: ``summary.json``; stdout. Printing
+changes nothing in the run directory, so it is safe while a run is going on: it reads the finished report
+(:func:`curate.atomic.finished`) and leaves ``report.incomplete/``, the one a noise stage may be writing, alone.
 On failure: a missing run directory, a run without a report or an unreadable summary raises
 :class:`ReportNotFound` (a :class:`curate.errors.CurateError`, exit 2) saying what to run. Text from the
 data is printed with its control characters replaced, so a caption cannot move the cursor or recolour
@@ -16,7 +18,7 @@ import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curate.atomic import published
+from curate.atomic import finished
 from curate.errors import CurateError
 from curate.layout import RunLayout
 
@@ -92,7 +94,7 @@ def print_report(run_dir: Path, open_browser: bool = False) -> int:
     layout = RunLayout(Path(run_dir))
     index = _report_index(layout)
     print(f"report: {index}")
-    summary_path = layout.report / SUMMARY_NAME
+    summary_path = index.parent / SUMMARY_NAME
     if summary_path.is_file():
         print("\n".join(summary_lines(read_summary(summary_path))))
     else:
@@ -103,13 +105,16 @@ def print_report(run_dir: Path, open_browser: bool = False) -> int:
 
 
 def _report_index(layout: RunLayout) -> Path:
+    """The finished report's page, found without changing the run (a noise stage may be writing a new one)."""
     if not layout.root.is_dir():
         raise ReportNotFound(f"no run directory at {layout.root}")
-    if published(layout.report) is None or not layout.report_index.is_file():
+    folder = finished(layout.report)
+    index = None if folder is None else folder / layout.report_index.name
+    if index is None or not index.is_file():
         hint = f"curate run {layout.config}" if layout.config.is_file() else "curate run PIPELINE"
         raise ReportNotFound(f"{layout.root} has no noise report yet: the noise stage writes it "
-                          f"(curate status {layout.root} shows the stages; {hint} runs them)")
-    return layout.report_index.resolve()
+                             f"(curate status {layout.root} shows the stages; {hint} runs them)")
+    return index.resolve()
 
 
 def read_summary(path: Path) -> dict[str, Any]:
