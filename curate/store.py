@@ -1,24 +1,23 @@
 """Content-addressed image store: ``<run_dir>/images/ab/abcdef….jpg``, keyed by the sha256 of the
 bytes as fetched.
 
-Reads: raw image bytes, decoded only as JPEG, PNG, GIF, WebP, BMP or TIFF (Pillow's other plugins,
-EPS through Ghostscript among them, are never reached); the store's existing files, which are
-re-decoded before being trusted. Writes: one normalized JPEG per distinct sha256 (EXIF orientation
-applied, high-bit-depth greyscale rescaled to 8 bits a strip of rows at a time, RGB, longest side
-capped), atomically (temporary ``*.tmp`` file + ``os.replace``), so a kill mid-write leaves no half
-file; a second write of the same image is a no-op unless the stored file no longer decodes, then it
-is rewritten. A download
-that already is what normalizing would store (an RGB JPEG within the longest side, needing no rotation)
-is kept as it came, less its metadata (EXIF with GPS positions, XMP, IPTC, comments, other application
-segments, an ICC profile over 1 MiB) and whatever follows its end-of-image marker (a Motion Photo's video):
-no second lossy encoding, no encoding cost, and it is decoded only in grey at the scale the quality checks
-use. Files are
-not fsynced one by one (that cost more than decoding them): a kill never leaves a half file, a power
-cut may, and such a file is found and rewritten by the next ``put`` of the same bytes. Opening
-the store deletes the ``<root>/<2 hex>/*.tmp`` files such a kill left behind (one process per run
-directory: the runner holds the run's lock). Failure: on undecodable, unsupported, too-large or
-too-small input (the min side is checked after resizing) :func:`normalize` raises
-:class:`InvalidImage`; callers record it as the item's error.
+Reads: raw image bytes, decoded only as JPEG, PNG, GIF, WebP, BMP or TIFF (Pillow's other plugins, EPS
+through Ghostscript among them, are never reached); the store's existing files, which are re-decoded
+before being trusted. Writes: one normalized JPEG per distinct sha256 (EXIF orientation applied, high-bit-depth
+greyscale rescaled to 8 bits a strip of rows at a time, RGB, longest side capped), atomically
+(temporary ``*.tmp`` file + ``os.replace``), so a kill mid-write leaves no half file, with the mode any
+new file gets (0666 less the umask: exports hard-link these files); a second write of the same image is a
+no-op unless the stored file no longer decodes, then it is rewritten. A download that already is what
+normalizing would store (an RGB JPEG within the longest side, needing no rotation) is kept as it came,
+less its metadata (EXIF with GPS positions, XMP, IPTC, comments, other application segments, an ICC
+profile over 1 MiB) and whatever follows its end-of-image marker (a Motion Photo's video): no second lossy
+encoding, no encoding cost, and it is decoded only in grey at the scale the quality checks use. Files are
+not fsynced one by one (that cost more than decoding them): a kill never leaves a half file, a power cut
+may, and such a file is found and rewritten by the next ``put`` of the same bytes. Opening the store
+deletes the ``<root>/<2 hex>/*.tmp`` files such a kill left behind (one process per run directory: the
+runner holds the run's lock). Failure: on undecodable, unsupported, too-large or too-small input (the min
+side is checked after resizing) :func:`normalize` raises :class:`InvalidImage`; callers record it as the
+item's error.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import io
 import math
 import os
 import re
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -387,7 +386,7 @@ class ImageStore:
         if target.parent.name not in self._shards:  # 256 shard folders: create each once, not per image
             target.parent.mkdir(parents=True, exist_ok=True)
             self._shards.add(target.parent.name)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=_TMP_SUFFIX)
+        fd, tmp = _create_temporary(target.parent)
         try:
             with os.fdopen(fd, "wb") as fh:  # no optimize pass and no fsync per file: both cost more than the
                 if isinstance(img, bytes):  # decode; a kill still leaves no half file
@@ -398,3 +397,15 @@ class ImageStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _create_temporary(folder: Path) -> tuple[int, Path]:
+    """A new ``<random>.tmp`` file in ``folder``, open for writing, with the mode any new file gets (0666 less
+    the umask, applied by the system: nothing reads or changes the process-wide umask). ``mkstemp`` would
+    make it 0600: the store, and every export hard-linked to it, readable by its owner alone."""
+    while True:
+        tmp = folder / f"{secrets.token_hex(8)}{_TMP_SUFFIX}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue

@@ -277,3 +277,16 @@ def test_strip_metadata_needs_the_end_of_the_image(cut: int):
     picture = encode(Image.effect_noise((240, 160), 50).convert("RGB"), "JPEG")
     assert strip_jpeg_metadata(picture) == picture
     assert strip_jpeg_metadata(picture[:cut]) is None
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_stored_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int, mode: int):
+    previous = os.umask(umask)
+    try:
+        store = ImageStore(tmp_path / "images")
+        normalized = store.put(encode(Image.new("RGB", (100, 60), "red")))
+        kept = store.put(jpeg_with_metadata())
+    finally:
+        os.umask(previous)
+    for stored in (normalized, kept):
+        assert (tmp_path / stored.path).stat().st_mode & 0o777 == mode

@@ -7,14 +7,22 @@ on one format reads the others. ``name`` is the synset's first lemma (``dog``), 
 where two exported synsets share it (``mouse (n02330245)`` and ``mouse (n03793489)``): ``ClassLabel``
 names must be unique.
 
-Reads: the catalog's synsets. Writes nothing. Failure: a wnid missing from the catalog raises ``KeyError``.
+Exported images are hard links into the run's image store by default (``export.link: hardlink``): the same
+file under a second name, so no extra space, and an edit of an exported file edits the stored one (and every
+other export of it). ``export.link: copy``, or a file system that refuses links, gives files of their own.
+
+Reads: the catalog's synsets; the store's image files. Writes: :func:`link_or_copy` the one file it is
+given. Failure: a wnid missing from the catalog raises ``KeyError``; an ``OSError`` of a copy propagates.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 # Text columns of an exported image's provenance (labels.csv carries the same and more).
@@ -54,3 +62,15 @@ def _text(value: Any) -> str:
     import pandas as pd
 
     return "" if pd.isna(value) else str(value)  # None, NaN and pd.NA: a candidate without that field
+
+
+def link_or_copy(source: Path, target: Path, link: str = "hardlink") -> None:
+    """Put the stored image ``source`` at ``target``: a hard link (``link`` ``hardlink``; a copy where the file
+    system refuses one) or a copy (``copy``)."""
+    if link == "hardlink":
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, target)

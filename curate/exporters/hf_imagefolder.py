@@ -68,7 +68,7 @@ class HFImageFolderWriter(Plugin):
         for row in ctx.progress(rows.itertuples(), total=len(rows), desc="export hf", unit="img"):
             file_name = f"{row.wnid}/{row.wnid}_{row.n}.jpg"
             (folder / row.wnid).mkdir(parents=True, exist_ok=True)
-            link_or_copy(ctx.layout.stored(row.store_path), folder / file_name)
+            link_or_copy(ctx.layout.stored(row.store_path), folder / file_name, ctx.config.export.link)
             record = {"file_name": file_name, "label": label[row.wnid], **provenance_record(row)}
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         (folder / "metadata.jsonl").write_text("".join(lines), encoding="utf-8")

@@ -2,29 +2,22 @@
 
 Writes ``train/<wnid>/<wnid>_<n>.JPEG``, ``val/<wnid>/...`` and ``synsets.txt``
 (``n02084071 dog, domestic dog, Canis familiaris``, ImageNet's LOC_synset_mapping format). Images are
-hard links to the run's image store where the file system allows (no extra space), copies otherwise.
+hard links to the run's image store where the file system allows (no extra space), copies otherwise or
+with ``export.link: copy`` (:func:`curate.exporters.common.link_or_copy`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from curate.config import Section
 from curate.exporters import WRITERS
+from curate.exporters.common import link_or_copy
 from curate.registry import Plugin
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 @WRITERS.register
@@ -42,7 +35,7 @@ class ImageNetWriter(Plugin):
         for row in ctx.progress(table.itertuples(), total=len(table), desc="export", unit="img"):
             rel = Path(row.split) / row.wnid / f"{row.wnid}_{row.n}.JPEG"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            link_or_copy(ctx.layout.stored(row.store_path), root / rel)
+            link_or_copy(ctx.layout.stored(row.store_path), root / rel, ctx.config.export.link)
             paths.append(rel.as_posix())
         self._write_synsets(ctx, table, root)
         return table.assign(path=paths)[["path", *table.columns]]

@@ -6,9 +6,10 @@ candidates' provenance, perceptual hashes, stage stats. Writes: ``<run_dir>/expo
 survives any failure or kill and a reader never sees half an export. Every writer of ``export.formats``
 writes its files into that one folder, so several formats are published together by one swap:
 ``imagenet`` (``train/<wnid>/<wnid>_<n>.JPEG``, ``val/…``, ``synsets.txt``), ``hf_imagefolder`` (``hf/``)
-and ``webdataset`` (``webdataset/``). Beside them ``labels.csv`` (one row per exported image with provenance:
-URLs of local corpora relative to the corpus root, text cells neutralised against spreadsheet formulas),
-``datasheet.json`` and ``datasheet.md``.
+and ``webdataset`` (``webdataset/``); the images of the first two are hard links into the run's image
+store (``export.link: hardlink``, a copy where the file system refuses links) or copies (``copy``). Beside
+them ``labels.csv`` (one row per exported image with provenance: URLs of local corpora relative to the
+corpus root, text cells neutralised against spreadsheet formulas), ``datasheet.json`` and ``datasheet.md``.
 
 Selection: the decisions applied (drop: left out; relabel: exported under ``new_wnid``; a review still
 pending: left out or kept as ``review.pending`` says; keep, and an image accepted for two classes whose
@@ -31,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -57,6 +58,11 @@ class ExportConfig(Section):
     # None: every accepted image. With a cap, a class keeps the images the crowd agreed on most
     # (p_true, then sha256 for a reproducible choice among ties).
     max_images_per_class: int | None = Field(None, ge=1)
+    # A hard link is the store's file under a second name (no extra space): editing an exported image
+    # edits the run's image store too. ``copy`` gives every exported image a file of its own.
+    link: Literal["hardlink", "copy"] = Field(
+        "hardlink", description="hardlink: exported images are hard links into the image store (no extra space; "
+                                "a copy where the file system refuses links); copy: files of their own")
 
     @model_validator(mode="after")
     def _cap_above_minimum(self) -> ExportConfig:
