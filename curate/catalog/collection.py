@@ -75,7 +75,10 @@ class CollectionTables(Database):
 
     def record_downloads(self, outcomes: list[dict[str, Any]]) -> Counter[str]:
         """Outcomes: {id, status, error, sha256, image: dict|None}. Images are inserted once (by sha256).
-        Returns the statuses written (a downloaded image already seen in its class becomes 'duplicate').
+        Of the candidates that fetched the same bytes for one class, the lowest id is 'downloaded' and the
+        others 'duplicate', whatever order they arrive in: a candidate already recorded as 'downloaded' becomes
+        'duplicate' when one with a lower id brings its bytes (provenance, licence and creator come from the
+        'downloaded' one, and identical runs must agree). Returns the statuses this batch changed, net.
         One transaction and a few set-wise statements per batch: the driver writes while workers download."""
         if not outcomes:
             return Counter()
@@ -87,28 +90,34 @@ class CollectionTables(Database):
                 "ON CONFLICT(sha256) DO UPDATE SET phash = COALESCE(images.phash, excluded.phash)",
                 images,
             )
-            statuses = self._statuses(db, outcomes)
+            statuses, demoted = self._statuses(db, outcomes)
+            db.executemany("UPDATE candidates SET status = 'duplicate' WHERE id = ?", [(i,) for i in demoted])
             db.executemany(
                 "UPDATE candidates SET status = ?, error = ?, sha256 = ? WHERE id = ?",
                 [(statuses[o["id"]], o.get("error"), o.get("sha256"), o["id"]) for o in outcomes],
             )
-        return Counter(statuses.values())
+        return Counter(statuses.values()) + Counter(duplicate=len(demoted)) - Counter(downloaded=len(demoted))
 
     @staticmethod
-    def _statuses(db: sqlite3.Connection, outcomes: list[dict[str, Any]]) -> dict[int, str]:
-        """Each outcome's status, a download of bytes its class already has turned into 'duplicate'."""
+    def _statuses(db: sqlite3.Connection, outcomes: list[dict[str, Any]]) -> tuple[dict[int, str], list[int]]:
+        """Each outcome's status, a download of bytes its class already has turned into 'duplicate' unless its
+        id is lower than the recorded one's; and the recorded candidates that thus become 'duplicate'."""
         ids = [o["id"] for o in outcomes]
         shas = sorted({o["sha256"] for o in outcomes if o["status"] == "downloaded"})
         wnid_of = dict(_in(db, "SELECT id, wnid FROM candidates WHERE id IN ({})", ids))
-        seen = set(_in(db, "SELECT wnid, sha256 FROM candidates WHERE status = 'downloaded' AND sha256 IN ({})", shas))
-        statuses = {}
-        for out in outcomes:
+        holder = {(wnid, sha): candidate_id for candidate_id, wnid, sha in _in(
+            db, "SELECT id, wnid, sha256 FROM candidates WHERE status = 'downloaded' AND sha256 IN ({})", shas)}
+        statuses, demoted = {}, []
+        for out in sorted(outcomes, key=lambda o: o["id"]):  # within a batch the lowest id comes first
             status, key = out["status"], (wnid_of.get(out["id"]), out.get("sha256"))
-            if status == "downloaded":
-                status = "duplicate" if key in seen else status
-                seen.add(key)
+            if status == "downloaded" and key in holder and holder[key] < out["id"]:
+                status = "duplicate"
+            elif status == "downloaded":
+                if holder.get(key, out["id"]) != out["id"]:
+                    demoted.append(holder[key])
+                holder[key] = out["id"]
             statuses[out["id"]] = status
-        return statuses
+        return statuses, demoted
 
     def image_path(self, sha256: str) -> str:
         return self.scalar("SELECT path FROM images WHERE sha256 = ?", (sha256,))
