@@ -9,6 +9,7 @@ control characters replaced, so it cannot move the cursor or recolour the termin
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,8 @@ def print_status(run_dir: Path) -> int:
         print(f"run: {layout.root}\n")
         stages = catalog.stage_summary() if catalog.version else []  # version 0: created, no table written yet
         if not stages:
-            start = f"curate run {layout.config}" if layout.config.is_file() else "curate run PIPELINE"
-            print(f"no stage has run yet: the catalog is empty ({start} starts the run)")
+            pipeline = shlex.quote(str(layout.config)) if layout.config.is_file() else "PIPELINE"
+            print(f"no stage has run yet: the catalog is empty (curate run {pipeline} starts the run)")
             return 0
         _print_stages(stages)
         _print_tables(catalog)

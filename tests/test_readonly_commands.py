@@ -7,6 +7,7 @@ stage is writing its output at that moment (``report.incomplete/``), or a kill l
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -130,3 +131,28 @@ def test_validate_the_run_config_names_the_run(run_dir: Path, capsys):
     assert main(["validate", str(RunLayout(run_dir).config)]) == 0
     assert yaml.safe_load(RunLayout(run_dir).config.read_text())["run"]["dir"]
     assert "ok" in capsys.readouterr().out
+
+
+def test_status_while_a_run_holds_the_catalog_reads_its_latest_rows(run_dir: Path, capsys):
+    """A run going on has the catalog open (its ``-wal`` file lies there): status reads through it, and its
+    rows not yet checkpointed into the catalog file are shown."""
+    from curate.catalog import Catalog
+
+    writer = Catalog(run_dir / "catalog.sqlite")
+    try:
+        with writer.transaction() as db:
+            db.execute("UPDATE stage_runs SET status = 'running' WHERE stage = 'noise'")
+        wal = run_dir / "catalog.sqlite-wal"
+        assert wal.stat().st_size > 0
+        files = {p.name for p in run_dir.iterdir()}
+        assert main(["status", str(run_dir)]) == 0
+        assert {p.name for p in run_dir.iterdir()} == files
+        assert re.search(r"noise\s+running", capsys.readouterr().out)
+    finally:
+        writer.close()
+
+
+def test_status_of_a_run_dir_whose_name_holds_uri_characters(finished_run: Path, tmp_path: Path, capsys):
+    run = Path(shutil.copytree(finished_run, tmp_path / "run #1?x=%20"))
+    assert main(["status", str(run)]) == 0
+    assert re.search(r"noise\s+ok", capsys.readouterr().out)
