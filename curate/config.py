@@ -8,7 +8,8 @@ Every model rejects unknown keys; all problems are collected and raised together
 :class:`~curate.errors.ConfigError` (exit 2), each prefixed with its YAML path. Relative paths are
 resolved against the folder holding the YAML file (each section knows its path fields through
 :meth:`Section.resolve_paths`), and :meth:`Section.check_inputs` reports missing files. Secrets
-(tokens, API keys) are never read from YAML, only from the environment.
+(tokens, API keys) are never read from YAML, only from the environment; which variables a file may name
+and where a credential may travel is :mod:`curate.credentials`'s rule.
 Writes: nothing; :func:`save_resolved` writes the resolved config into a run directory.
 """
 

@@ -54,13 +54,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curate.config import Section
 from curate.crowd import BACKENDS
 from curate.crowd.base import Vote, task_question
 from curate.errors import StageError
-from curate.labelstudio import TOKEN_ENV, LabelStudioError
+from curate.labelstudio import TOKEN_ENV, URL_ENV, LabelStudioError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class LabelStudioCrowdConfig(Section):
     type: Literal["labelstudio"] = "labelstudio"
     url: str | None = Field(None, description="server URL; default: $LABEL_STUDIO_URL, else the server "
                                               "`curate labelstudio serve RUN_DIR` started for this run")
-    token_env: str = Field(TOKEN_ENV, description="environment variable holding the API token (never YAML)")
+    token_env: str = Field(TOKEN_ENV, description="environment variable holding the API token (never YAML): "
+                                                  "CURATE_* or LABEL_STUDIO_*, ending in _API_KEY or _TOKEN")
     project_title: str | None = Field(None, min_length=3, max_length=50,
                                       description="default: 'curate <run name>'")
     example_images: int = Field(3, ge=0, le=8, description="example images of the class shown beside a question")
@@ -94,6 +95,26 @@ class LabelStudioCrowdConfig(Section):
         None, description="an existing server's LOCAL_FILES_DOCUMENT_ROOT (best the run's served/ folder, which "
                           "holds only a link to the image store); default: served/, as `curate labelstudio "
                           "serve` sets it")
+
+    @field_validator("token_env")
+    @classmethod
+    def _variable_allowed(cls, value: str) -> str:
+        from curate.credentials import env_name_problem
+
+        problem = env_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _token_travels_safely(cls, value: str | None) -> str | None:
+        from curate.credentials import transport_problem
+
+        problem = transport_problem("the API token", value) if value is not None else None
+        if problem:
+            raise ValueError(f"{problem}; for a server you trust over http, set ${URL_ENV} instead")
+        return value
 
 
 def label_config(multi_class: bool) -> str:

@@ -2,9 +2,11 @@
 
 A run's server is, in order: the backend's ``url`` setting, ``$LABEL_STUDIO_URL`` (an existing server), or
 the local server ``curate labelstudio serve`` started for the run (its ``server.json``). The token is
-``$LABEL_STUDIO_API_KEY`` (or the variable the backend names), else, for the run's local server, the one in
-its ``credentials.json``. Tokens are never read from YAML. Every client is built with an explicit
-``base_url``; the SDK sends a legacy key as ``Authorization: Token <key>``.
+``$LABEL_STUDIO_API_KEY`` (or the variable the backend names: :mod:`curate.credentials` says which a pipeline
+file may name), else, for the run's local server, the one in its ``credentials.json``. Tokens are never read
+from YAML. A token from the environment sent to a ``url`` the pipeline file gives (not loopback) is logged
+once as a warning naming the host. Every client is built with an explicit ``base_url``; the SDK sends a
+legacy key as ``Authorization: Token <key>``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from curate.credentials import env_name_problem, note_destination
 from curate.labelstudio import TOKEN_ENV, URL_ENV, LabelStudioError
 from curate.labelstudio.server import read_json
 from curate.layout import RunLayout
@@ -29,6 +32,11 @@ class ServerRef:
 
 
 def resolve_server(layout: RunLayout, url: str | None = None, token_env: str = TOKEN_ENV) -> ServerRef:
+    """The server and token a run uses; ``url`` and ``token_env`` are the pipeline file's settings."""
+    refused = env_name_problem(token_env)
+    if refused:
+        raise LabelStudioError(f"token_env: {refused}")
+    chosen_by_file = bool(url)
     local = read_json(layout.labelstudio_server).get("url")
     url = (url or os.environ.get(URL_ENV) or local or "").rstrip("/")
     if not url:
@@ -37,13 +45,15 @@ def resolve_server(layout: RunLayout, url: str | None = None, token_env: str = T
             f"(in another terminal), or use an existing one by setting {URL_ENV} and {token_env}")
     is_local = bool(local) and url == local.rstrip("/")
     token = os.environ.get(token_env)
-    source = f"${token_env}"
+    source, from_env = f"${token_env}", bool(token)
     if not token and is_local:
         token = read_json(layout.labelstudio_credentials).get("token")
         source = str(layout.labelstudio_credentials)
     if not token:
         raise LabelStudioError(f"no API token for Label Studio at {url}: set {token_env} (Label Studio: Account & "
                                f"Settings > Legacy Token)")
+    if chosen_by_file and from_env and not is_local:
+        note_destination(source, url)
     return ServerRef(url, token, is_local, source)
 
 

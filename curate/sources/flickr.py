@@ -1,7 +1,9 @@
 """``flickr`` source: keyword search of Flickr photos under open licences (``flickr.photos.search``).
 
 Reads: the Flickr REST API at ``base_url`` (JSON: ``format=json&nojsoncallback=1``), with the API key
-from ``$FLICKR_API_KEY`` only (never from YAML; ``curate validate`` reports a missing key). Writes nothing.
+from ``$FLICKR_API_KEY`` only (never from YAML; ``curate validate`` reports a missing key, and a ``base_url``
+over plain http to a host that is not loopback: :mod:`curate.credentials`; a key sent to a host other than
+``api.flickr.com`` is logged once as a warning naming it). Writes nothing.
 One request per page of ``per_page`` photos (fixed for a whole search, so pages never overlap; the paging
 cursor is the page number) with the extras ``license,owner_name,url_<size>,description``; photos without
 the ``url_<size>`` extra (the owner hides that size or it does not exist) are skipped. Flickr answers at
@@ -34,10 +36,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from curate.credentials import note_destination, transport_problem
 from curate.sources.base import SOURCES, Query, SearchHit, SourceError
 from curate.sources.web import RetryableError, WebSource, WebSourceConfig, text_of
 
 API_KEY_ENV = "FLICKR_API_KEY"
+OWN_HOSTS = ("api.flickr.com",)  # where the key may go without a warning (curate.credentials)
 MAX_RESULTS = 4000  # Flickr returns at most the first 4,000 results of any search
 
 LICENSE_NAMES = {
@@ -100,7 +104,8 @@ class FlickrConfig(WebSourceConfig):
     def check_inputs(self, where: str) -> list[str]:
         if not os.environ.get(API_KEY_ENV):
             return [f"{where}: the Flickr API key is not set: export ${API_KEY_ENV} (never put it in YAML)"]
-        return []
+        problem = transport_problem(f"${API_KEY_ENV}", self.base_url)
+        return [f"{where}.base_url: {problem}"] if problem else []
 
 
 @SOURCES.register
@@ -118,10 +123,7 @@ class FlickrSource(WebSource):
     def fetch_page(self, query: Query, cursor: int, page_size: int) -> tuple[list[SearchHit], int | None]:
         """Page ``cursor`` (1-based; Flickr pages by offset ``(page - 1) * per_page``): its photos as hits and
         the next page number, None after the last."""
-        key = self.api_key
-        if not key:
-            raise SourceError(f"{self.instance}: the Flickr API key is not set: export ${API_KEY_ENV}")
-        answer = self.get_json(self.config.base_url, params=self._params(query, cursor, page_size, key))
+        answer = self.get_json(self.config.base_url, params=self._params(query, cursor, page_size, self._key()))
         photos = self._photos(answer)
         rows = photos.get("photo", [])
         if not isinstance(rows, list):
@@ -129,6 +131,17 @@ class FlickrSource(WebSource):
         hits = [hit for hit in map(self._hit, rows) if hit is not None]
         more = bool(rows) and _int(photos.get("page"), cursor) < _int(photos.get("pages"), 0)
         return hits, cursor + 1 if more else None
+
+    def _key(self) -> str:
+        """The API key, once it may travel to ``base_url`` (a host other than Flickr's own is logged once)."""
+        key = self.api_key
+        if not key:
+            raise SourceError(f"{self.instance}: the Flickr API key is not set: export ${API_KEY_ENV}")
+        refused = transport_problem(f"${API_KEY_ENV}", self.config.base_url)
+        if refused:
+            raise SourceError(f"{self.instance}: {refused}")
+        note_destination(f"${API_KEY_ENV}", self.config.base_url, OWN_HOSTS)
+        return key
 
     def _params(self, query: Query, page: int, per_page: int, key: str) -> dict[str, Any]:
         cfg = self.config

@@ -2,24 +2,29 @@
 
 Reads: ``GET {base_url}/v1/images/`` with ``q``, ``page``, ``page_size``, ``license`` and ``license_type``
 (comma-separated) and ``mature=false``; an optional access token from ``$OPENVERSE_TOKEN``, sent as
-``Authorization: Bearer``. Anonymous clients may ask for at most 20 results a page (more is refused with
-401), so pages hold 20 (or the query's limit when smaller; one size for every page of a search, since the
-API's offsets are ``(page - 1) * page_size``); the API serves at most 240 results of one search (12 pages
-of 20) and says how many pages there are in ``page_count``. The paging cursor is the page number; a page
-without results ends the search. Writes nothing.
+``Authorization: Bearer`` over https only (plain http only to a loopback host: :mod:`curate.credentials`;
+``curate validate`` refuses such a ``base_url`` while the token is set), and to a host other than
+``api.openverse.org`` with a warning naming it, once. Anonymous clients may ask for at most 20 results a
+page (more is refused with 401), so pages hold 20 (or the query's limit when smaller; one size for every
+page of a search, since the API's offsets are ``(page - 1) * page_size``); the API serves at most 240
+results of one search (12 pages of 20) and says how many pages there are in ``page_count``. The paging
+cursor is the page number; a page without results ends the search. Writes nothing.
 Each result becomes a :class:`SearchHit`: ``url`` (results without one are skipped), ``title``,
-``page_url`` (``foreign_landing_url``), ``license`` ("CC BY-SA 4.0", "CC0 1.0", "Public Domain Mark 1.0",
-built from ``license`` and ``license_version``) and ``creator``; missing fields become None.
+``page_url`` (``foreign_landing_url``, when it is an http(s) URL), ``license`` ("CC BY-SA 4.0", "CC0 1.0",
+"Public Domain Mark 1.0", built from ``license`` and ``license_version``) and ``creator``; missing fields
+become None.
 Fails with :class:`SourceError`: unreachable, refused (401/403: check ``$OPENVERSE_TOKEN``), rate limited
 after the retries (429 honours ``Retry-After``), or an answer that is not the expected JSON.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from curate.credentials import note_destination, transport_problem
 from curate.sources.base import SOURCES, Query, SearchHit, SourceError
 from curate.sources.web import WebSource, WebSourceConfig, text_of
 
@@ -27,6 +32,8 @@ License = Literal["by", "by-sa", "by-nd", "by-nc", "by-nc-sa", "by-nc-nd", "cc0"
 LicenseType = Literal["all", "all-cc", "commercial", "modification"]
 MAX_RESULTS = 240  # results of one search the API serves (pagination depth)
 PUBLIC_DOMAIN = {"cc0", "pdm"}
+TOKEN_ENV = "OPENVERSE_TOKEN"
+OWN_HOSTS = ("api.openverse.org",)  # where the token may go without a warning (curate.credentials)
 
 
 class OpenverseSourceConfig(WebSourceConfig):
@@ -36,6 +43,10 @@ class OpenverseSourceConfig(WebSourceConfig):
     license_type: list[LicenseType] = Field(
         default_factory=list, description="commercial and/or modification (licences allowing them); empty: any"
     )
+
+    def check_inputs(self, where: str) -> list[str]:
+        problem = transport_problem(f"${TOKEN_ENV}", self.base_url) if os.environ.get(TOKEN_ENV) else None
+        return [f"{where}.base_url: {problem}"] if problem else []
 
     @field_validator("licenses", "license_type", mode="before")
     @classmethod
@@ -50,7 +61,7 @@ class OpenverseSource(WebSource):
     Config = OpenverseSourceConfig
     page_size: ClassVar[int] = 20  # the most an anonymous client may ask for
     max_results: ClassVar[int | None] = MAX_RESULTS
-    api_key_env: ClassVar[str | None] = "OPENVERSE_TOKEN"
+    api_key_env: ClassVar[str | None] = TOKEN_ENV
 
     def first_cursor(self) -> int:
         return 1
@@ -75,8 +86,15 @@ class OpenverseSource(WebSource):
         return params
 
     def auth_headers(self) -> dict[str, str] | None:
+        """The token as a bearer header, once it may travel to ``base_url``; None without a token."""
         token = self.api_key
-        return {"Authorization": f"Bearer {token}"} if token else None
+        if not token:
+            return None
+        refused = transport_problem(f"${TOKEN_ENV}", self.config.base_url)
+        if refused:
+            raise SourceError(f"{self.instance}: {refused}")
+        note_destination(f"${TOKEN_ENV}", self.config.base_url, OWN_HOSTS)
+        return {"Authorization": f"Bearer {token}"}
 
     def _results(self, data: Any) -> list[dict[str, Any]]:
         results = data.get("results") if isinstance(data, dict) else None
