@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,83 @@ def test_exported_urls_are_relative_to_the_root(tmp_path: Path):
     assert source.file_root == tmp_path.resolve()
     assert source.display_url(hit.url) == "a/brown_dog.png"
     assert source.display_url("https://example.org/x.jpg") == "https://example.org/x.jpg"
+
+
+# --------------------------------------------------------------------------- what a caption may be read from
+
+
+def captions(root: Path, **config) -> dict[str, str]:
+    source = create_source(LocalSourceConfig(root=root, **config))
+    return {entry.path.name: entry.caption for entry in source.entries()}
+
+
+def test_a_sidecar_that_links_outside_the_root_is_no_caption(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    root = tmp_path / "corpus"
+    make(root, "a.png")
+    (tmp_path / "secret.txt").write_text("api_key=hunter2")
+    (root / "a.txt").symlink_to(tmp_path / "secret.txt")
+    assert captions(root, captions=["sidecar"]) == {"a.png": ""}
+    assert "leads outside the corpus root" in caplog.text and "hunter2" not in caplog.text
+
+
+def test_a_sidecar_linking_inside_the_root_is_read(tmp_path: Path):
+    make(tmp_path, "a.png")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a caption.txt").write_text("a brown dog")
+    (tmp_path / "a.txt").symlink_to(tmp_path / "notes" / "a caption.txt")
+    assert captions(tmp_path, captions=["sidecar"]) == {"a.png": "a brown dog"}
+
+
+def test_an_oversized_sidecar_is_no_caption(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    make(tmp_path, "a.png", "dog " * 20_000)  # 80 KB
+    make(tmp_path, "b.png", "dog " * 16_000)  # 64,000 bytes: under 64 KiB
+    found = captions(tmp_path, captions=["sidecar"])
+    assert found["a.png"] == "" and found["b.png"].startswith("dog dog")
+    assert "larger than 64 KiB" in caplog.text
+
+
+def within(seconds: float, call: Callable[[], object]) -> object:
+    """``call()``'s result or exception, failing the test when it has not returned after ``seconds``."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except Exception as exc:  # re-raised below, in the test's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still waiting after {seconds} s (on a FIFO?)"
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]
+
+
+def test_fifos_neither_hang_the_listing_nor_become_images_or_captions(tmp_path: Path):
+    make(tmp_path, "dog_a.png")
+    os.mkfifo(tmp_path / "dog_a.txt")  # a sidecar nobody writes: reading it would wait for ever
+    os.mkfifo(tmp_path / "dog_b.png")
+    # the file-name words only: the FIFO sidecar is not read, the FIFO "image" not listed
+    assert within(15, lambda: captions(tmp_path)) == {"dog_a.png": "dog a"}
+
+
+def test_an_index_that_links_outside_the_root_is_refused(tmp_path: Path):
+    root = tmp_path / "corpus"
+    make(root, "x.png")
+    (tmp_path / "index.csv").write_text("file,caption\nx.png,hot dog\n")
+    (root / "index.csv").symlink_to(tmp_path / "index.csv")
+    config = LocalSourceConfig(root=root, index="index.csv")
+    assert config.check_inputs("candidates.sources.0") == [
+        f"candidates.sources.0.index: {root / 'index.csv'}: it leads outside the corpus root {root.resolve()}"]
+    with pytest.raises(ConfigError, match="cannot read the index: it leads outside the corpus root"):
+        create_source(config).search(Query("dog"), 5)
+
+
+def test_an_index_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path):
+    os.mkfifo(tmp_path / "index.csv")
+    config = LocalSourceConfig(root=tmp_path, index="index.csv")
+    assert config.check_inputs("s") == [f"s.index: {tmp_path / 'index.csv'}: not a regular file"]
+    with pytest.raises(ConfigError, match="not a regular file"):
+        within(15, lambda: create_source(config).search(Query("dog"), 5))

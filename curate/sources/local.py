@@ -5,17 +5,24 @@ a CSV index (columns ``file``, ``caption``; optional ``license``, ``creator``, `
 ``origin``), a sidecar ``<image>.txt`` and/or the file-name words. Writes nothing.
 Every file must lie inside ``root``: an index row naming an absolute path, a ``..`` path or a symlink
 that leads outside is a ConfigError naming the row; such files found by scanning are skipped with a
-warning. Only this source may hand out ``file://`` URLs, and only into its root.
+warning, and so are files that are not regular (a FIFO, a device). The index and the sidecars are read
+only as regular files inside ``root`` once their links are resolved, opened without following a link and
+without waiting on a FIFO (:func:`open_inside`); a sidecar over ``MAX_CAPTION_BYTES`` (64 KiB) is no
+caption. Only this source may hand out ``file://`` URLs, and only into its root.
 Matching is whole-word and case-insensitive: every word of the query must appear among the caption
 words, where a plural ("dogs", "boxes", "berries") matches its singular. A bad index (missing columns,
-a named file that does not exist) is a ConfigError; an unreadable sidecar is skipped with a warning.
+a named file that does not exist, an index leading outside ``root`` or not a regular file) is a
+ConfigError; a sidecar that is unreadable, too large, not a regular file or leads outside ``root`` is
+skipped with a warning.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +36,7 @@ from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, S
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 _WORD = re.compile(r"[a-z0-9]+")
+MAX_CAPTION_BYTES = 64 * 1024  # a sidecar longer than this is not a caption: skipped with a warning
 
 
 def tokenize(text: str) -> list[str]:
@@ -64,9 +72,11 @@ class LocalSourceConfig(Section):
     def check_inputs(self, where: str) -> list[str]:
         if not self.root.is_dir():
             return [f"{where}.root: folder not found: {self.root}"]
-        if self.index and not (self.root / self.index).is_file():
-            return [f"{where}.index: file not found: {self.root / self.index}"]
-        return []
+        index = self.root / self.index if self.index else None
+        if index is not None and not os.path.lexists(index):
+            return [f"{where}.index: file not found: {index}"]
+        problem = file_problem(index, self.root.resolve()) if index is not None else None
+        return [f"{where}.index: {index}: {problem}"] if problem else []
 
 
 @SOURCES.register
@@ -119,10 +129,13 @@ class LocalSource(Source):
     def _walk(self) -> list[Path]:
         found = []
         for path in sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-            if self._inside(path.resolve()):
-                found.append(path.resolve())
-            else:
+            resolved = _resolved(path)
+            if resolved is None or not self._inside(resolved):
                 log.warning("%s: skipping %s: it leads outside the corpus root", self.instance, path)
+            elif not resolved.is_file():
+                log.warning("%s: skipping %s: not a regular file", self.instance, path)
+            else:
+                found.append(resolved)
         return found
 
     def _inside(self, resolved: Path) -> bool:
@@ -133,7 +146,7 @@ class LocalSource(Source):
         if "index" in self.config.captions:
             parts.append(meta.get("caption", ""))
         if "sidecar" in self.config.captions:
-            parts.append(_read_sidecar(path))
+            parts.append(self._read_sidecar(path))
         if "filename" in self.config.captions:
             parts.append(path.stem.replace("_", " ").replace("-", " "))
         caption = " | ".join(p for p in parts if p)
@@ -144,7 +157,11 @@ class LocalSource(Source):
         )
 
     def _read_index(self, index_path: Path) -> dict[Path, dict[str, str]]:
-        with index_path.open(newline="", encoding="utf-8") as fh:
+        try:
+            fh = os.fdopen(open_inside(index_path, self.root), newline="", encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{index_path}: cannot read the index: {exc}") from None
+        with fh:
             reader = csv.DictReader(fh)
             missing = {"file", "caption"} - set(reader.fieldnames or [])
             if missing:
@@ -164,20 +181,59 @@ class LocalSource(Source):
         """The resolved path of an index row's file, or why it is refused."""
         if not name or Path(name).is_absolute():
             return Path(), "must be a path relative to the corpus root"
-        resolved = (self.root / name).resolve()
-        if not self._inside(resolved):
-            return resolved, f"leads outside the corpus root {self.root}"
+        resolved = _resolved(self.root / name)
+        if resolved is None or not self._inside(resolved):
+            return resolved or Path(), f"leads outside the corpus root {self.root}"
         if not resolved.is_file():
             return resolved, "not found"
         return resolved, None
 
 
-def _read_sidecar(path: Path) -> str:
-    sidecar = path.with_suffix(".txt")
-    if not sidecar.is_file():
-        return ""
+    def _read_sidecar(self, path: Path) -> str:
+        sidecar = path.with_suffix(".txt")
+        if not os.path.lexists(sidecar):
+            return ""
+        try:
+            return read_caption(sidecar, self.root)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: caption %s skipped: %s", self.instance, sidecar, exc)
+            return ""
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` with every link resolved; None when its links form a loop."""
     try:
-        return sidecar.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError as exc:
-        log.warning("cannot read caption %s: %s", sidecar, exc)
-        return ""
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def open_inside(path: Path, root: Path) -> int:
+    """A read-only descriptor of ``path``, which must be a regular file inside ``root`` (resolved) once its
+    links are resolved; ValueError saying why not. Opening never blocks (a FIFO is refused, not waited on)."""
+    resolved = _resolved(path)
+    if resolved is None or not resolved.is_relative_to(root):
+        raise ValueError(f"it leads outside the corpus root {root}")
+    fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError("not a regular file")
+    return fd
+
+
+def file_problem(path: Path, root: Path) -> str | None:
+    """Why ``path`` cannot be read as a file of the corpus (:func:`open_inside`), or None."""
+    try:
+        os.close(open_inside(path, root))
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def read_caption(path: Path, root: Path) -> str:
+    """A sidecar caption: a regular file inside ``root``, at most ``MAX_CAPTION_BYTES``; ValueError otherwise."""
+    with os.fdopen(open_inside(path, root), "rb") as fh:
+        data = fh.read(MAX_CAPTION_BYTES + 1)
+    if len(data) > MAX_CAPTION_BYTES:
+        raise ValueError(f"larger than {MAX_CAPTION_BYTES // 1024} KiB")
+    return data.decode("utf-8", errors="replace").strip()
