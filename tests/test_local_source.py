@@ -170,3 +170,10 @@ def test_an_index_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path):
     assert config.check_inputs("s") == [f"s.index: {tmp_path / 'index.csv'}: not a regular file"]
     with pytest.raises(ConfigError, match="not a regular file"):
         within(15, lambda: create_source(config).search(Query("dog"), 5))
+
+
+def test_a_symlink_loop_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    make(tmp_path, "dog.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    assert captions(tmp_path) == {"dog.png": "dog"}
+    assert "loop.png: its links form a loop" in caplog.text

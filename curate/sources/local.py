@@ -130,7 +130,9 @@ class LocalSource(Source):
         found = []
         for path in sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
             resolved = _resolved(path)
-            if resolved is None or not self._inside(resolved):
+            if resolved is None:
+                log.warning("%s: skipping %s: its links form a loop", self.instance, path)
+            elif not self._inside(resolved):
                 log.warning("%s: skipping %s: it leads outside the corpus root", self.instance, path)
             elif not resolved.is_file():
                 log.warning("%s: skipping %s: not a regular file", self.instance, path)
