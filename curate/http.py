@@ -2,65 +2,69 @@
 
 Reads: ``http(s)://`` URLs; ``file://`` URLs only when the caller passes ``file_root`` (only the ``local``
 and ``imagefolder`` sources do), and then only for paths that resolve, symlinks followed, inside that root
-(or, for a tree built of links, that the tree names: :class:`FileRoot`). Writes: nothing
-(the caller stores what it gets).
+(or, for a tree built of links, that the tree names: :class:`FileRoot`), and only regular files (checked on
+the opened descriptor: a FIFO, a device such as ``/dev/zero`` or a folder is refused), at most ``max_bytes``
+of them, within ``deadline_s``. Writes: nothing (the caller stores what it gets).
 
 HTTP: one guarded urllib3 pool manager shared by the worker threads (environment proxies ignored: a proxy would resolve
-hosts beyond the address guard). Every connection, redirect hops included, resolves the host itself, refuses
-the hop when any resolved address is loopback, private, link-local (cloud metadata), multicast, unspecified,
-reserved or otherwise non-global (unless ``allow_private_networks``), then dials the checked IP, so DNS
-rebinding cannot slip between check and connect; TLS still verifies the hostname. At most ``max_redirects``
-redirects, to http(s) only. Retries with exponential backoff plus jitter on connection errors and HTTP 429,
-500, 502, 503, 504, honouring ``Retry-After`` (seconds or HTTP date, clamped to [0, 60] s); other statuses
-are final. ``deadline_s`` bounds the whole download, all attempts and waits included: the body is read as
-bytes arrive, the deadline checked before every read, and no read or wait may outlast it. Asks for an
-unencoded body but decodes gzip/deflate anyway. Byte cap on the declared length, while streaming and after
-decoding; content types other than ``image/*`` and ``application/octet-stream`` are rejected.
+hosts beyond the address guard). Every connection, redirect hops included, passes the address guard of
+:mod:`curate.netguard` (loopback, private, link-local and other non-global addresses refused unless
+``allow_private_networks``; the checked IP is dialled). At most ``max_redirects`` redirects, to http(s)
+only. Retries with exponential backoff plus jitter on connection errors and HTTP 429, 500, 502, 503, 504,
+honouring ``Retry-After`` (seconds or HTTP date, clamped to [0, 60] s); other statuses are final.
+
+Deadline: ``deadline_s`` bounds the whole download by the wall clock, all attempts, hops and retry waits
+included, and every phase of every exchange ends by it: name resolution, connecting, the TLS handshake,
+the status line and headers and the body (:mod:`curate.netclock`: each socket wait is cut to the time
+left, however slowly the bytes arrive), and no retry wait may outlast it. Not counted: the time a download
+queues for its host's politeness limits (``per_host_workers``, ``per_host_rate``; :mod:`curate.hostgate`),
+which apply to every exchange's host, redirect hops and retries included. A download waits its turn
+instead of failing: the limits are the user's choice of pace, not a property of the candidate.
+
+Asks for an unencoded body but decodes gzip/deflate anyway. Byte cap on the declared length, while
+streaming and after decoding; content types other than ``image/*`` and ``application/octet-stream`` are
+rejected.
 
 On failure: raises :class:`FetchError` (never anything else for a per-URL problem) with a short message that
 becomes the candidate's ``error`` column, e.g. ``refused: 10.0.0.1 is a private address``,
-``too many redirects (max 5)``, ``deadline of 60 s exceeded``, ``HTTP 404``.
+``too many redirects (max 5)``, ``deadline of 60 s exceeded (awaiting the response)``, ``HTTP 404``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import ipaddress
 import os
 import random
-import socket
 import ssl
-import sys
+import stat
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-from urllib3.util.connection import allowed_gai_family, create_connection
+
+from curate.hostgate import HostGate
+from curate.netclock import AWAITING, Deadline, DeadlineExceeded, causes, clocked_ssl_context
+from curate.netguard import GuardedPoolManager, IPAddress, Refused, address_problem
 
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
 RETRY_STATUS = {429, 500, 502, 503, 504}
 RETRY_AFTER_MAX_S = 60.0
 READ_CHUNK = 64 * 1024
+FILE_CHUNK = 1024 * 1024
 MAX_MESSAGE = 200
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-AddressPolicy = Callable[[IPAddress], bool]
+NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 # Everything below fetch() that a bad URL, host or response can raise; each becomes a FetchError.
-_URL_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)
+_URL_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError, Refused)
 # The transient ones among them, worth another attempt.
 _TRANSIENT = (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, ConnectionError, TimeoutError)
 
@@ -84,10 +88,6 @@ class FileRoot:
 
 class FetchError(Exception):
     """A candidate could not be fetched; the message says why (retryable failures were retried already)."""
-
-
-class _Refused(FetchError):
-    """The address guard refused to dial a resolved address."""
 
 
 class _Retryable(Exception):
@@ -130,6 +130,7 @@ class Fetcher:
             return self._fetch_http(url)
         raise FetchError(f"unsupported URL scheme {scheme!r}")
 
+    # ------------------------------------------------------------------ file://
     def _read_file(self, url: str, file_root: Path | FileRoot | None) -> bytes:
         if file_root is None:
             raise FetchError("file:// URLs are only allowed for sources of local files")
@@ -139,44 +140,73 @@ class Fetcher:
             resolved = path.resolve()
             if not root.admits(path, resolved):
                 raise FetchError(f"{path} is outside the source root")
-            size = resolved.stat().st_size
-            if size > self.max_bytes:
-                raise FetchError(f"file too large: {size} bytes (max {self.max_bytes})")
-            return resolved.read_bytes()
+            return self._read_regular(resolved, path, Deadline(self.deadline_s))
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            from curate.machine import is_machine_error
+
+            if is_machine_error(exc):  # a full disk, too many open files: the machine's fault, not the file's
+                raise
             raise FetchError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
+    def _read_regular(self, resolved: Path, path: Path, deadline: Deadline) -> bytes:
+        """The bytes of the regular file at ``resolved`` (``path`` as named), at most ``max_bytes``, by the
+        deadline. Opened without blocking (a FIFO would wait for a writer) and without following a link
+        swapped in since it was resolved; the descriptor itself is checked, so what is read is what was
+        checked."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(resolved, flags)
+        try:
+            mode, size = (info := os.fstat(fd)).st_mode, info.st_size
+            kind = next((name for test, name in NOT_REGULAR if test(mode)), None if stat.S_ISREG(mode) else "special")
+            if kind is not None:
+                raise FetchError(f"cannot read {path}: not a regular file ({kind})")
+            if size > self.max_bytes:
+                raise FetchError(f"file too large: {size} bytes (max {self.max_bytes})")
+            deadline.phase = "reading the file"
+            chunks, total = [], 0
+            while chunk := os.read(fd, min(FILE_CHUNK, self.max_bytes + 1 - total)):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise FetchError(f"file too large: over {self.max_bytes} bytes")
+                chunks.append(chunk)
+                deadline.left()
+            return b"".join(chunks)
+        except DeadlineExceeded as exc:
+            raise FetchError(str(exc)) from None
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ http(s)://
     def _pool(self) -> urllib3.PoolManager:
         """One guarded urllib3 pool manager for all threads of this fetcher (urllib3 pools are thread-safe):
         downloads skip requests' per-request work (preparing, merging settings, hooks), about a millisecond
         of CPU per image; the web-API sources keep requests."""
         with self._pool_lock:
             if self._pool_manager is None:
-                import certifi
-
-                self._pool_manager = _GuardedPoolManager(
-                    self._address_allowed, num_pools=64, maxsize=32, block=False,
-                    cert_reqs="CERT_REQUIRED", ca_certs=self.ca_certs or certifi.where(),
+                self._pool_manager = GuardedPoolManager(
+                    self._address_allowed, num_pools=64, maxsize=32, block=False, cert_reqs="CERT_REQUIRED",
+                    ssl_context=clocked_ssl_context(self.ca_certs),
                 )
             return self._pool_manager
 
     def _address_allowed(self, ip: IPAddress) -> bool:
         """The policy every connection applies to each resolved address before dialling (tests narrow it)."""
-        return self.allow_private_networks or _address_problem(ip) is None
+        return self.allow_private_networks or address_problem(ip) is None
 
     def _fetch_http(self, url: str) -> bytes:
-        deadline = time.monotonic() + self.deadline_s
-        for attempt in range(1, self.retries + 2):
-            try:
-                return self._attempt(url, deadline)
-            except _Retryable as exc:
-                self._pause(exc, attempt, deadline)
+        deadline = Deadline(self.deadline_s)
+        with deadline.applied():
+            for attempt in range(1, self.retries + 2):
+                try:
+                    return self._attempt(url, deadline)
+                except _Retryable as exc:
+                    self._pause(exc, attempt, deadline)
         raise AssertionError("unreachable")
 
-    def _pause(self, exc: _Retryable, attempt: int, deadline: float) -> None:
+    def _pause(self, exc: _Retryable, attempt: int, deadline: Deadline) -> None:
         """Wait before the next attempt; raise when none is left or the wait would reach the deadline."""
         done = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
-        left = deadline - time.monotonic()
+        left = deadline.at - time.monotonic()
         if left <= 0:
             raise FetchError(f"{exc} ({done}; deadline of {self.deadline_s:g} s exceeded)")
         if attempt > self.retries:
@@ -188,46 +218,63 @@ class Fetcher:
             raise FetchError(f"{exc} ({done}; waiting {wait:.1f} s would pass the {self.deadline_s:g} s deadline)")
         time.sleep(wait)
 
-    def _attempt(self, url: str, deadline: float) -> bytes:
+    def _attempt(self, url: str, deadline: Deadline) -> bytes:
         try:
-            with self.hosts.slot(urlsplit(url).hostname or "", deadline):
-                return self._follow(url, deadline)
+            return self._follow(url, deadline)
         except _URL_ERRORS as exc:
             raise _classify(exc) from None
 
-    def _follow(self, url: str, deadline: float) -> bytes:
-        """GET ``url``, following at most ``max_redirects`` redirects; every hop passes the address guard."""
+    def _follow(self, url: str, deadline: Deadline) -> bytes:
+        """GET ``url``, following at most ``max_redirects`` redirects; every hop passes the address guard and
+        its own host's gate."""
         pool = self._pool()
         for _hop in range(self.max_redirects + 1):
-            resp = self._open(pool, url, deadline)
-            complete = False
-            try:
-                location = resp.headers.get("Location") if resp.status in REDIRECT_STATUS else None
-                if location is None:
-                    body = self._accept(resp, deadline)
-                    complete = True
-                    return body
-                url = _redirect_url(url, location)
-            finally:  # a connection whose body was read goes back to the pool; any other is closed
-                resp.release_conn() if complete else resp.close()
+            with self._host_slot(url, deadline):
+                body, location = self._exchange(pool, url, deadline)
+            if location is None:
+                return body
+            url = _redirect_url(url, location)
         raise FetchError(f"too many redirects (max {self.max_redirects})")
 
-    def _open(self, pool: urllib3.PoolManager, url: str, deadline: float) -> urllib3.BaseHTTPResponse:
+    @contextlib.contextmanager
+    def _host_slot(self, url: str, deadline: Deadline) -> Iterator[None]:
+        """A slot of the host's gate; the time queued for it moves the deadline (it is not the exchange's)."""
+        with self.hosts.slot(urlsplit(url).hostname or "") as queued_s:
+            deadline.extend(queued_s)
+            yield
+
+    def _exchange(self, pool: urllib3.PoolManager, url: str, deadline: Deadline) -> tuple[bytes, str | None]:
+        """One GET: the body (and None), or a redirect's ``Location`` (and no body)."""
+        resp = self._open(pool, url, deadline)
+        complete = False
+        try:
+            location = resp.headers.get("Location") if resp.status in REDIRECT_STATUS else None
+            if location is not None:
+                return b"", location
+            body = self._accept(resp, deadline)
+            complete = True
+            return body, None
+        finally:  # a connection whose body was read goes back to the pool; any other is closed
+            resp.release_conn() if complete else resp.close()
+
+    def _open(self, pool: urllib3.PoolManager, url: str, deadline: Deadline) -> urllib3.BaseHTTPResponse:
         """One GET. A kept-alive connection that the server closes as the request arrives (its keep-alive
         timeout ran out while the connection sat in the pool) fails without any response
         (``RemoteDisconnected``); a GET is safe to repeat, so it is sent once more at once on another
-        connection, outside the retry budget, as browsers do."""
+        connection, outside the retry budget, as browsers do. The sockets keep every wait within the
+        deadline; ``timeout_s`` bounds each wait besides."""
         for again in (True, False):
-            timeout = min(self.timeout_s, self._time_left(deadline))
+            deadline.phase = AWAITING
+            timeout = min(self.timeout_s, deadline.left())
             try:
                 return pool.urlopen("GET", url, headers=self._headers, redirect=False, retries=False,
                                     preload_content=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
             except urllib3.exceptions.ProtocolError as exc:
-                if not (again and any(isinstance(e, http.client.RemoteDisconnected) for e in _causes(exc))):
+                if not (again and any(isinstance(e, http.client.RemoteDisconnected) for e in causes(exc))):
                     raise
         raise AssertionError("unreachable")
 
-    def _accept(self, resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    def _accept(self, resp: urllib3.BaseHTTPResponse, deadline: Deadline) -> bytes:
         if resp.status in RETRY_STATUS:
             raise _Retryable(f"HTTP {resp.status}", parse_retry_after(resp.headers.get("Retry-After")))
         if resp.status != 200:
@@ -242,10 +289,11 @@ class Fetcher:
             raise FetchError(f"not an image: the content starts with {body[:8]!r}")
         return body
 
-    def _read_body(self, resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    def _read_body(self, resp: urllib3.BaseHTTPResponse, deadline: Deadline) -> bytes:
         declared = resp.length_remaining
         if declared is not None and declared > self.max_bytes:
             raise FetchError(f"too large: {declared} bytes (max {self.max_bytes})")
+        deadline.phase = "reading the body"
         chunks, total = [], 0
         while chunk := self._read_some(resp, deadline):
             total += len(chunk)
@@ -254,19 +302,11 @@ class Fetcher:
             chunks.append(chunk)
         return _decode_body(b"".join(chunks), resp.headers.get("Content-Encoding", ""), self.max_bytes)
 
-    def _read_some(self, raw: urllib3.HTTPResponse, deadline: float) -> bytes:
-        """Whatever body bytes arrive next (up to 64 KiB), waiting no longer than the time left."""
-        timeout = min(self.timeout_s, self._time_left(deadline))
-        sock = getattr(raw.connection, "sock", None)
-        if sock is not None:
-            sock.settimeout(timeout)
+    def _read_some(self, raw: urllib3.HTTPResponse, deadline: Deadline) -> bytes:
+        """Whatever body bytes arrive next (up to 64 KiB); the deadline is checked first (bytes already
+        buffered need no socket wait) and the socket waits no longer than the time left."""
+        deadline.left()
         return raw.read1(READ_CHUNK, decode_content=False) or b""
-
-    def _time_left(self, deadline: float) -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise FetchError(f"deadline of {self.deadline_s:g} s exceeded")
-        return left
 
 
 def _file_url_path(url: str) -> Path:
@@ -324,27 +364,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
-def _address_problem(ip: IPAddress) -> str | None:
-    """Why ``ip`` is not dialled by default (``"a private address"``), or None for a global unicast address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if isinstance(ip, ipaddress.IPv6Address) and (ip.sixtofour is not None or ip.is_site_local):
-        # 6to4 (2002::/16, deprecated by RFC 7526) tunnels to the IPv4 address it embeds, a private one included;
-        # site-local (fec0::/10, deprecated by RFC 3879) is still routed inside some networks. Python calls both
-        # global.
-        return "a 6to4 tunnel address" if ip.sixtofour is not None else "a site-local address"
-    kinds = (("a loopback", ip.is_loopback), ("a link-local", ip.is_link_local),
-             ("an unspecified", ip.is_unspecified), ("a multicast", ip.is_multicast),
-             ("a reserved", ip.is_reserved), ("a private", ip.is_private), ("a non-global", not ip.is_global))
-    return next((f"{kind} address" for kind, hit in kinds if hit), None)
-
-
 def _classify(exc: BaseException) -> FetchError | _Retryable:
     """The FetchError (final) or _Retryable (transient) for an exception from urllib3 or sockets."""
-    chain = list(_causes(exc))
-    refusal = next((e for e in chain if isinstance(e, _Refused)), None)
-    if refusal is not None:
-        return FetchError(str(refusal))
+    chain = list(causes(exc))
+    final = next((e for e in chain if isinstance(e, Refused | DeadlineExceeded)), None)
+    if final is not None:  # a refused address, or a wait the deadline cut short: no attempt would do better
+        return FetchError(str(final))
     message = _describe(chain[-1])
     if isinstance(exc, _TRANSIENT) and not any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
         return _Retryable(message, None)
@@ -354,88 +379,6 @@ def _classify(exc: BaseException) -> FetchError | _Retryable:
 def _describe(root: BaseException) -> str:
     name, text = type(root).__name__, str(root).strip()
     return (text if text.startswith(name) else f"{name}: {text}" if text else name)[:MAX_MESSAGE]
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps (``__cause__``, urllib3's ``reason``, exception args, ``__context__``)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        wrapped = [current.__cause__, getattr(current, "reason", None), *current.args, current.__context__]
-        current = next((e for e in wrapped if isinstance(e, BaseException)), None)
-
-
-# ------------------------------------------------------------------ address guard (connection layer)
-class _GuardedConnection:
-    """Mixin for urllib3 connections: resolve, check every address, dial a checked IP (TLS keeps the name)."""
-
-    def __init__(self, *args: Any, address_allowed: AddressPolicy, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.address_allowed = address_allowed
-
-    def _new_conn(self) -> socket.socket:
-        # Mirrors urllib3's HTTPConnection._new_conn, with the address check between resolving and dialling.
-        try:
-            addresses = _checked_addresses(self._dns_host, self.port, self.address_allowed)
-            sock = _dial(addresses, self.port, self.timeout, self.source_address, self.socket_options)
-        except socket.gaierror as e:
-            raise NameResolutionError(self.host, self, e) from e
-        except TimeoutError as e:
-            raise ConnectTimeoutError(
-                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from e
-        except OSError as e:
-            raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e
-        sys.audit("http.client.connect", self, self.host, self.port)
-        return sock
-
-
-class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
-    pass
-
-
-def _checked_addresses(host: str, port: int, allowed: AddressPolicy) -> list[str]:
-    """Resolve ``host`` once; raise :class:`_Refused` unless ``allowed`` accepts every address."""
-    infos = socket.getaddrinfo(host.strip("[]"), port, allowed_gai_family(), socket.SOCK_STREAM)
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    for address in addresses:
-        ip = ipaddress.ip_address(address)
-        if not allowed(ip):
-            raise _Refused(f"refused: {ip} is {_address_problem(ip) or 'not an allowed address'}")
-    return addresses
-
-
-def _dial(addresses: list[str], port: int, timeout: Any, source_address: tuple[str, int] | None,
-          socket_options: Any) -> socket.socket:
-    """Connect to the first of the (already checked) IP addresses that answers."""
-    error: OSError | None = None
-    for address in addresses:
-        try:
-            return create_connection((address, port), timeout, source_address=source_address,
-                                     socket_options=socket_options)
-        except OSError as exc:
-            error = exc
-    raise error or OSError(f"no address to dial on port {port}")
-
-
-class _GuardedPoolManager(urllib3.PoolManager):
-    """A pool manager whose pools build guarded connections."""
-
-    def __init__(self, address_allowed: AddressPolicy, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.address_allowed = address_allowed
-
-    def _new_pool(self, scheme: str, host: str, port: int,
-                  request_context: dict[str, Any] | None = None) -> HTTPConnectionPool:
-        pool = super()._new_pool(scheme, host, port, request_context)
-        guarded = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
-        pool.ConnectionCls = partial(guarded, address_allowed=self.address_allowed)
-        return pool
 
 
 # Leading bytes of the formats the store decodes (JPEG, PNG, GIF, WebP, BMP, TIFF).
@@ -457,43 +400,3 @@ def noai_directive(header: str) -> str | None:
         if directive.strip().lower() in NOAI_DIRECTIVES and scope.strip().lower() in ("", "curate", "*"):
             return directive.strip().lower()
     return None
-
-
-class HostGate:
-    """Per-host politeness: at most ``workers`` downloads at once and at most ``rate`` starts per second
-    for one host (0 = no limit). Waiting for a slot counts against the download's deadline."""
-
-    def __init__(self, workers: int = 0, rate: float = 0.0):
-        self.workers, self.interval_s = workers, (1.0 / rate if rate > 0 else 0.0)
-        self._lock = threading.Lock()
-        self._slots: dict[str, threading.Semaphore] = {}
-        self._next_start: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def slot(self, host: str, deadline: float) -> Iterator[None]:
-        semaphore = self._semaphore(host)
-        if semaphore is not None and not semaphore.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise FetchError(f"deadline exceeded waiting for a free slot on {host}")
-        try:
-            self._pace(host, deadline)
-            yield
-        finally:
-            if semaphore is not None:
-                semaphore.release()
-
-    def _semaphore(self, host: str) -> threading.Semaphore | None:
-        if self.workers <= 0:
-            return None
-        with self._lock:
-            return self._slots.setdefault(host, threading.BoundedSemaphore(self.workers))
-
-    def _pace(self, host: str, deadline: float) -> None:
-        if not self.interval_s:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_start.get(host, now))
-            self._next_start[host] = start + self.interval_s
-        if start > deadline:
-            raise FetchError(f"deadline exceeded waiting for the rate limit of {host}")
-        time.sleep(max(0.0, start - now))

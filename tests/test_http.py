@@ -26,7 +26,8 @@ from http_fixtures import (
     tls_context,
 )
 
-from curate.http import Fetcher, FetchError, _address_problem, parse_retry_after
+from curate.http import Fetcher, FetchError, parse_retry_after
+from curate.netguard import address_problem as _address_problem
 
 
 def default_policy_plus_test_server(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
