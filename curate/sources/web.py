@@ -11,6 +11,12 @@ page returns no next cursor, after ``max_empty_pages`` pages in a row without a 
 filters may drop whole pages), or before a page would pass ``max_results`` (how deep the API pages).
 A URL seen twice in one search is kept once. The sources hold no state of a search between pages.
 
+Limits: every request ends by ``deadline_s`` (default four times ``timeout_s``), whatever the phase: name
+resolution, connecting, the TLS handshake, the status line and headers, the body (the session's
+connections are clocked, :mod:`curate.netclock`; through an environment proxy only the body is checked
+against it, between reads); an answer over ``max_answer_bytes`` (decoded) is refused. Both are final
+failures of the search, not retried.
+
 Reads: the API at ``base_url`` (overridable in YAML, which is how the tests point a source at a
 loopback server replaying the API's answers); an API key only from the environment variable the
 source names, never from YAML. Writes nothing. Error messages never carry a URL's query string (keys
@@ -20,6 +26,8 @@ differently configured sources of one type keep separate searches and candidates
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import random
@@ -31,12 +39,16 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from curate.config import Section
+from curate.netclock import Deadline, DeadlineExceeded, causes
 from curate.sources.base import DEFAULT_USER_AGENT, Query, SearchHit, Source, SourceError
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 REFUSED_STATUS = {401, 403}
 MAX_EMPTY_PAGES = 5  # pages in a row without a usable hit (all filtered out) before a search gives up
+MAX_ANSWER_BYTES = 20_000_000  # far above a page of JSON search results, far below trouble for memory
+DEADLINE_PER_TIMEOUT = 4  # deadline_s unset: this many times timeout_s
+ANSWER_CHUNK = 64 * 1024
 INSTANCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _QUERY_STRING = re.compile(r"\?(?=[^\s'\"<>]*=)[^\s'\"<>]+")
 
@@ -61,7 +73,11 @@ class WebSourceConfig(Section):
     )
     max_per_query: int = Field(100, ge=1, description="results kept per query (the source pages until then)")
     weight: float = Field(1.0, gt=0, description="share of candidates.max_per_class, relative to other sources")
-    timeout_s: float = Field(20.0, gt=0)
+    timeout_s: float = Field(20.0, gt=0, description="connect and per-read timeout")
+    deadline_s: float | None = Field(
+        None, gt=0, description="wall-clock limit per request, every phase included; null = 4 x timeout_s",
+    )
+    max_answer_bytes: int = Field(MAX_ANSWER_BYTES, ge=1, description="largest answer read (decoded)")
     retries: int = Field(3, ge=0, description="on connection errors, 429, 5xx and transient API errors")
 
 
@@ -82,6 +98,13 @@ class WebSource(Source):
         super().__init__(config, user_agent)
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, _clocked_adapter_class()())
+
+    @property
+    def deadline_s(self) -> float:
+        """The wall-clock limit of one request."""
+        return self.config.deadline_s or DEADLINE_PER_TIMEOUT * self.config.timeout_s
 
     @property
     def instance(self) -> str:
@@ -159,30 +182,65 @@ class WebSource(Source):
         ``response_headers`` when they say), SourceError for a final one. The default accepts every answer."""
 
     def _get_json_once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None) -> Any:
+        """One request, every phase of it within :attr:`deadline_s`."""
         import requests
 
+        deadline = Deadline(self.deadline_s)
+        with deadline.applied():
+            try:
+                resp = self.session.get(url, params=params, headers=headers, stream=True,
+                                        timeout=(10, self.config.timeout_s))
+                with resp:
+                    return self._answer(resp, deadline)
+            except (requests.RequestException, DeadlineExceeded) as exc:
+                raise self._request_error(exc, url) from None
+
+    def _answer(self, resp: Any, deadline: Deadline) -> Any:
+        """The decoded JSON of a streamed answer, or the error its status means."""
         from curate.http import parse_retry_after
 
-        try:
-            resp = self.session.get(url, params=params, headers=headers, timeout=(10, self.config.timeout_s))
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise RetryableError(f"unreachable at {url}: {type(exc).__name__}") from None
-        except requests.RequestException as exc:
-            raise self._error(f"request failed: {exc}") from None
         if resp.status_code in RETRY_STATUS:
             what = "rate limit or quota reached" if resp.status_code == 429 else "service error"
             wait_s = parse_retry_after(resp.headers.get("Retry-After"))
             raise RetryableError(f"{what} (HTTP {resp.status_code})", wait_s)
+        body = self._read_answer(resp, deadline)
         if resp.status_code in REFUSED_STATUS:
-            raise self._error(f"refused the request (HTTP {resp.status_code}){self._key_hint()}: {_snippet(resp.text)}")
+            raise self._error(f"refused the request (HTTP {resp.status_code}){self._key_hint()}: {_snippet(body)}")
         if resp.status_code >= 400:
-            raise self._error(f"HTTP {resp.status_code}: {_snippet(resp.text)}")
+            raise self._error(f"HTTP {resp.status_code}: {_snippet(body)}")
         try:
-            data = resp.json()
+            data = json.loads(body)
         except ValueError:
-            raise self._error(f"the answer is not JSON: {_snippet(resp.text)}") from None
+            raise self._error(f"the answer is not JSON: {_snippet(body)}") from None
         self.check_answer(data, resp.headers)
         return data
+
+    def _read_answer(self, resp: Any, deadline: Deadline) -> bytes:
+        """The answer's (decoded) bytes, at most ``max_answer_bytes``, the deadline checked between reads."""
+        cap = self.config.max_answer_bytes
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap and not resp.headers.get("Content-Encoding"):
+            raise self._error(f"the answer is too large: {declared} bytes (max_answer_bytes {cap})")
+        deadline.phase = "reading the answer"
+        chunks, total = [], 0
+        for chunk in resp.iter_content(ANSWER_CHUNK):
+            total += len(chunk)
+            if total > cap:
+                raise self._error(f"the answer is too large: over {cap} bytes (max_answer_bytes)")
+            chunks.append(chunk)
+            deadline.left()
+        return b"".join(chunks)
+
+    def _request_error(self, exc: BaseException, url: str) -> SourceError | RetryableError:
+        """A deadline that ran out is final; a connection error or timeout is retried; the rest is final."""
+        import requests
+
+        exceeded = next((e for e in causes(exc) if isinstance(e, DeadlineExceeded)), None)
+        if exceeded is not None:
+            return self._error(f"no complete answer from {url}: {exceeded}")
+        if isinstance(exc, requests.ConnectionError | requests.Timeout):
+            return RetryableError(f"unreachable at {url}: {type(exc).__name__}")
+        return self._error(f"request failed: {exc}")
 
     # ------------------------------------------------------------------ messages
     def _error(self, message: str) -> SourceError:
@@ -210,13 +268,31 @@ class WebSource(Source):
         return self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
 
 
+@functools.cache
+def _clocked_adapter_class() -> type:
+    """A requests adapter whose connections wait no longer than the calling thread's deadline (no address
+    guard: the user names these hosts). Built on first use: requests is imported only by web sources."""
+    from requests.adapters import HTTPAdapter
+
+    from curate.netclock import clocked_ssl_context
+    from curate.netguard import GuardedPoolManager
+
+    class ClockedAdapter(HTTPAdapter):
+        def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kwargs: Any) -> None:
+            self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
+            self.poolmanager = GuardedPoolManager(None, num_pools=connections, maxsize=maxsize, block=block,
+                                                  ssl_context=clocked_ssl_context(), **kwargs)
+
+    return ClockedAdapter
+
+
 def redact_urls(text: str) -> str:
     """``text`` with every URL's query string (``?a=1&api_key=…``) replaced by ``?…``: keys travel there."""
     return _QUERY_STRING.sub("?…", text)
 
 
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+def _snippet(answer: bytes, limit: int = 200) -> str:
+    text = " ".join(answer.decode("utf-8", errors="replace").split())
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
