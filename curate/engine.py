@@ -6,7 +6,8 @@ processes by default, so that both cores work and one process's GIL does not cap
 Reads: candidate rows (``id``, ``url``) with their source's ``file_root``. Writes: the image store
 (each file atomically; the stores of worker processes never clean up after others). Returns one
 outcome per candidate: ``downloaded`` with the stored image's record, or ``failed`` / ``rejected`` with
-an error string; never raises for an item.
+an error string; never raises for an item. A candidate whose processing kills the worker process gets
+a ``failed`` outcome from :meth:`IngestTask.crashed`, built by the executor's driver.
 """
 
 from __future__ import annotations
@@ -78,3 +79,8 @@ class IngestTask:
             log.debug("candidate %s: unexpected error", fetched["id"], exc_info=True)
             return {**fetched, "status": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
         return {**fetched, "status": "downloaded", "sha256": image.sha256, "image": image.as_row()}
+
+    def crashed(self, item: tuple[dict[str, Any], Path | None], reason: str) -> dict[str, Any]:
+        """The outcome of a candidate whose processing kept killing the worker process (``reason`` says how)."""
+        candidate, _ = item
+        return {"id": candidate["id"], "sha256": None, "image": None, "status": "failed", "error": reason}

@@ -1,8 +1,9 @@
 """Why a candidate failed or was rejected, as a short reason code for tables and progress bars.
 
-Reads: a candidate's ``error`` string (written by :mod:`curate.http`, :mod:`curate.store` and the
-candidates stage). Writes nothing. The full message stays in the catalog; the code groups them
-(``http_404``, ``deadline``, ``private_address``, ``not_image``, ``too_small``, ...).
+Reads: a candidate's ``error`` string (written by :mod:`curate.http`, :mod:`curate.store`, the
+executor's crash policy and the candidates stage). Writes nothing. The full message stays in the
+catalog; the code groups them (``http_404``, ``deadline``, ``private_address``, ``not_image``,
+``too_small``, ``worker_crash``, ...).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(file )?too large"), "too_large"),
     (re.compile(r"^image too large"), "too_many_pixels"),
     (re.compile(r"^image too small"), "too_small"),
+    (re.compile(r"^worker process died"), "worker_crash"),
     (re.compile(r"^near duplicate"), "near_duplicate"),
     (re.compile(r"^placeholder"), "placeholder"),
     (re.compile(r"^extreme aspect ratio"), "aspect_ratio"),

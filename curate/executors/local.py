@@ -9,10 +9,18 @@ Within a process, fetch threads hand what they fetched to the compute threads th
 a fetch slot is free again as soon as its bytes are in (``workers`` = downloads in flight), and the
 computing is not spread over dozens of threads fighting for one GIL.
 Results come back through one queue in completion order; at most ``workers * IN_FLIGHT_PER_WORKER``
-items are in flight. Worker processes are started with ``spawn`` (the caller's threads may hold locks a
-forked child would inherit). If a worker process dies (a decoder crash), it may have held a queue's
-lock, so all workers and both queues are replaced; the items in flight are not reported and stay
-pending for the next run, and the rest of the work goes on.
+items are in flight; while none comes, the iterator yields ``None`` every ``idle_s`` when asked to.
+Worker processes are started with ``spawn`` (the caller's threads may hold locks a forked child would
+inherit); a task whose ``setup`` fails there stops the iteration with a :class:`TaskError`.
+
+Restart policy: if a worker process dies (a decoder crash, the out-of-memory killer), it may have held a
+queue's lock, so all workers and both queues are replaced, and the rest of the work goes on. Which item
+killed it is unknown (the processes share one queue), so every item then in flight is a suspect. Once
+the other items are done, the suspects run again one at a time, each alone in flight, so a death is the
+item's own: an innocent one yields its result; one that kills a worker alone ``max_crashes`` times is
+yielded with ``task.crashed(item, reason)`` (``worker process died (exit code -9, SIGKILL) while
+processing it, 2 times``), so no later run crashes on it again. A driver that is killed itself leaves
+the items in flight unreported (pending for the next run).
 """
 
 from __future__ import annotations
@@ -21,8 +29,11 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
+import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, Literal
@@ -36,12 +47,16 @@ from curate.registry import Plugin
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_WORKER = 2
 CHECK_EVERY = 100  # results between two looks for a dead worker while results flow
+WAIT_S = 1.0  # the longest wait for a result before looking for a dead worker
 _DONE = None  # sentinel: a thread stops
+_SETUP = -1  # the key of a worker's report that ``task.setup`` failed
 
 
 class LocalExecutorConfig(Section):
     type: Literal["local"] = "local"
     processes: int | None = Field(None, ge=0, description="worker processes; null = one per core, 0 = threads here")
+    max_crashes: int = Field(2, ge=1, description="an item that kills its worker process this many times, alone "
+                                                   "in flight, is given up (failed with the reason)")
 
 
 @EXECUTORS.register
@@ -54,13 +69,17 @@ class LocalExecutor(Plugin):
         wanted = self.config.processes
         return (os.cpu_count() or 1) if wanted is None else wanted
 
-    def map_unordered(self, task: Task, items: Iterable[Any], workers: int) -> Iterator[tuple[Any, Any]]:
+    def map_unordered(self, task: Task, items: Iterable[Any], workers: int,
+                      idle_s: float | None = None) -> Iterator[tuple[Any, Any] | None]:
         processes = min(self.processes(), workers)
         cores = os.cpu_count() or 1
         if processes <= 1:
-            return _drive(lambda: _Threads(task, workers, cores), items, workers)
-        fetchers, computers = -(-workers // processes), max(1, cores // processes)
-        return _drive(lambda: _Processes(task, processes, fetchers, computers), items, workers)
+            start: Callable[[], Any] = lambda: _Threads(task, workers, cores)  # noqa: E731
+        else:
+            fetchers, computers = -(-workers // processes), max(1, cores // processes)
+            start = lambda: _Processes(task, processes, fetchers, computers)  # noqa: E731
+        driver = _Driver(start, task, workers * IN_FLIGHT_PER_WORKER, self.config.max_crashes)
+        return driver.results(items, idle_s)
 
 
 class TaskError(RuntimeError):
@@ -144,7 +163,11 @@ def _worker(task: Task, inbox: Any, outbox: Any, fetchers: int, computers: int, 
     parent = multiprocessing.parent_process()
     if parent is not None:  # a killed driver (SIGKILL) must not leave its workers waiting for ever
         threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    task.setup(shards)
+    try:
+        task.setup(shards)
+    except BaseException as exc:  # noqa: BLE001 (reported to the driver, which stops)
+        outbox.put((_SETUP, _Failed(exc)))
+        return
     _serve(task, inbox, outbox, fetchers, computers)
 
 
@@ -185,46 +208,96 @@ class _Processes:
 
 
 # ---------------------------------------------------------------------- the driver
-def _drive(start: Callable[[], Any], items: Iterable[Any], workers: int) -> Iterator[tuple[Any, Any]]:
-    pool = start()
-    source, pending = enumerate(items), {}
-    in_flight = workers * IN_FLIGHT_PER_WORKER
-    graceful = False
-    try:
-        _feed(pool, source, pending, in_flight)
-        received = 0
-        while pending:
+class _Driver:
+    """Feeds a pool of workers, yields its results, and replaces it when a worker process dies; the items
+    then in flight are suspects, run again at the end one at a time (see the module's restart policy)."""
+
+    def __init__(self, start: Callable[[], Any], task: Task, in_flight: int, max_crashes: int):
+        self.start, self.task = start, task
+        self.in_flight, self.max_crashes = in_flight, max_crashes
+        self.pending: dict[int, Any] = {}  # key -> item, in flight
+        self.suspects: dict[int, Any] = {}  # key -> item, in flight when a worker died
+        self.crashes: Counter[int] = Counter()  # key -> workers it killed while alone in flight
+        self.pool: Any = None
+
+    def results(self, items: Iterable[Any], idle_s: float | None) -> Iterator[tuple[Any, Any] | None]:
+        self.pool = self.start()
+        graceful = False
+        try:
+            yield from self._run(enumerate(items), self.in_flight, idle_s)
+            yield from self._run(self._each_suspect(), 1, idle_s)
+            graceful = True
+        finally:
+            self.pool.stop(graceful)
+
+    def _each_suspect(self) -> Iterator[tuple[int, Any]]:
+        while self.suspects:
+            key = next(iter(self.suspects))
+            yield key, self.suspects.pop(key)
+
+    def _run(self, source: Iterator[tuple[int, Any]], room: int,
+             idle_s: float | None) -> Iterator[tuple[Any, Any] | None]:
+        """Keep ``room`` items of ``source`` in flight until it is empty; yield each result as it comes, and
+        None every ``idle_s`` without one."""
+        self._feed(source, room)
+        received, quiet_since = 0, time.monotonic()
+        while self.pending:
             try:
-                key, result = pool.outbox.get(timeout=1.0)
+                key, result = self.pool.outbox.get(timeout=min(WAIT_S, idle_s or WAIT_S))
             except queue.Empty:
                 key = None
-            if key is None or received % CHECK_EVERY == 0:
-                if dead := pool.dead():
-                    pool = _restart(pool, start, dead, pending)
-                    _feed(pool, source, pending, in_flight)
-            if key is None or key not in pending:
-                continue
-            if isinstance(result, _Failed):
-                raise TaskError(f"a task failed on {pending[key]!r}:\n{result.text}")
-            received += 1
-            yield pending.pop(key), result
-            _feed(pool, source, pending, 1)
-        graceful = True
-    finally:
-        pool.stop(graceful)
+            if key in self.pending or key == _SETUP:
+                received, quiet_since = received + 1, time.monotonic()
+                yield self._result(key, result)
+            elif idle_s is not None and time.monotonic() - quiet_since >= idle_s:
+                quiet_since = time.monotonic()
+                yield None
+            if (key is None or received % CHECK_EVERY == 0) and (dead := self.pool.dead()):
+                yield from self._replace(dead, alone=room == 1)
+            self._feed(source, room - len(self.pending))
+
+    def _feed(self, source: Iterator[tuple[int, Any]], n: int) -> None:
+        for key, item in islice(source, max(n, 0)):
+            self.pending[key] = item
+            self.pool.inbox.put((key, item))
+
+    def _result(self, key: int, result: Any) -> tuple[Any, Any]:
+        if key == _SETUP:
+            raise TaskError(f"the task could not be set up in a worker process:\n{result.text}")
+        item = self.pending.pop(key)
+        if isinstance(result, _Failed):
+            raise TaskError(f"a task failed on {item!r}:\n{result.text}")
+        return item, result
+
+    def _replace(self, dead: list[Any], alone: bool) -> list[tuple[Any, Any]]:
+        """A worker died; it may have died holding a queue's lock, so every worker and both queues are
+        replaced. An item alone in flight killed it; any items in flight with others are suspects."""
+        how = _death(dead[0].exitcode)
+        self.pool.stop(graceful=False)
+        self.pool = self.start()
+        if alone and len(self.pending) == 1:
+            key, item = self.pending.popitem()
+            self.crashes[key] += 1
+            times = f"{self.crashes[key]} time{'s' if self.crashes[key] > 1 else ''}"
+            if self.crashes[key] >= self.max_crashes:
+                reason = f"worker process died ({how}) while processing it, {times}"
+                log.warning("given up on %r: %s", item, reason)
+                return [(item, self.task.crashed(item, reason))]
+            log.warning("a worker process died (%s) on %r alone (%s); it runs again later", how, item, times)
+            self.suspects[key] = item
+            return []
+        log.warning("a worker process died (%s); workers restarted; the %d items in flight run again later, one "
+                    "at a time, to find the one that killed it", how, len(self.pending))
+        self.suspects.update(self.pending)
+        self.pending.clear()
+        return []
 
 
-def _restart(pool: Any, start: Callable[[], Any], dead: list[Any], pending: dict) -> Any:
-    """A worker died (a decoder crash): it may have died holding a queue's lock, so every worker and both
-    queues are replaced. What was in flight is not reported: it stays pending for the next run."""
-    log.warning("a worker process exited (code %s); restarting the workers; %d items in flight are left "
-                "for the next run", dead[0].exitcode, len(pending))
-    pool.stop(graceful=False)
-    pending.clear()
-    return start()
-
-
-def _feed(pool: Any, source: Iterator, pending: dict, n: int) -> None:
-    for key, item in islice(source, n):
-        pending[key] = item
-        pool.inbox.put((key, item))
+def _death(exitcode: int | None) -> str:
+    """``exit code 3``, or ``exit code -9, SIGKILL`` for a process killed by a signal."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"exit code {exitcode}, {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"exit code {exitcode}"
