@@ -6,8 +6,10 @@ processes by default, so that both cores work and one process's GIL does not cap
 Reads: candidate rows (``id``, ``url``) with their source's ``file_root``. Writes: the image store
 (each file atomically; the stores of worker processes never clean up after others). Returns one
 outcome per candidate: ``downloaded`` with the stored image's record, or ``failed`` / ``rejected`` with
-an error string; never raises for an item. A candidate whose processing kills the worker process gets
-a ``failed`` outcome from :meth:`IngestTask.crashed`, built by the executor's driver.
+an error string; never raises for an item. An error of the machine (:mod:`curate.machine`: a full disk,
+too many open files, ...) is no property of the candidate: its outcome is ``pending`` (not done), with
+the error and a ``fix``, and the stage stops. A candidate whose processing kills the worker process
+gets a ``failed`` outcome from :meth:`IngestTask.crashed`, built by the executor's driver.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 import math
 from pathlib import Path
 from typing import Any
+
+from curate import machine
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class IngestTask:
         except FetchError as exc:
             return {**outcome, "status": "failed", "error": str(exc)}
         except Exception as exc:  # a bug or an unforeseen failure must not stop the stage on one item
+            if machine.is_machine_error(exc):  # the fetcher lets these through (reading a file:// URL)
+                return _not_done(outcome, exc, f"reading {candidate['url']}")
             log.debug("candidate %s (%s): unexpected error", candidate["id"], candidate["url"], exc_info=True)
             return {**outcome, "status": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
 
@@ -76,6 +82,8 @@ class IngestTask:
         except InvalidImage as exc:
             return {**fetched, "status": "rejected", "error": str(exc)}
         except Exception as exc:
+            if machine.is_machine_error(exc):
+                return _not_done(fetched, exc, f"writing the image store at {self.store_root}")
             log.debug("candidate %s: unexpected error", fetched["id"], exc_info=True)
             return {**fetched, "status": "failed", "error": f"unexpected error: {type(exc).__name__}: {exc}"}
         return {**fetched, "status": "downloaded", "sha256": image.sha256, "image": image.as_row()}
@@ -84,3 +92,8 @@ class IngestTask:
         """The outcome of a candidate whose processing kept killing the worker process (``reason`` says how)."""
         candidate, _ = item
         return {"id": candidate["id"], "sha256": None, "image": None, "status": "failed", "error": reason}
+
+
+def _not_done(outcome: dict[str, Any], exc: OSError, doing: str) -> dict[str, Any]:
+    """An error of the machine: the candidate stays pending; ``error`` and ``fix`` say why and what to do."""
+    return {**outcome, "status": "pending", "error": machine.describe(exc, doing), "fix": machine.fix(exc)}

@@ -4,15 +4,21 @@ source, and one slow host never holds back the others."""
 
 from __future__ import annotations
 
+import io
 import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import DOG, write_pipeline
 from http_fixtures import start_server
+from PIL import Image
 
 from curate.config import load_config
 from curate.executors.local import LocalExecutor, LocalExecutorConfig, TaskError
@@ -164,3 +170,67 @@ def test_the_executor_yields_none_while_no_result_comes():
     executor = LocalExecutor(LocalExecutorConfig(processes=0))
     got = list(executor.map_unordered(SlowFirst(2.5), [0], workers=1, idle_s=0.5))
     assert got[-1][0] == 0 and 2 <= got.count(None) <= 6 and len(got) == got.count(None) + 1
+
+
+class HangingHost(BaseHTTPRequestHandler):
+    """/img/<n>.png: a distinct image; /hang/<n>.png: no answer until ``release`` is set, then a 404."""
+
+    release = threading.Event()
+
+    def do_GET(self):  # noqa: N802
+        if self.path.startswith("/hang/"):
+            self.release.wait(120)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        out = io.BytesIO()
+        Image.new("RGB", (64, 64), (int(self.path.split("/")[-1].removesuffix(".png")) * 30, 80, 80)).save(out, "PNG")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(out.getvalue())))
+        self.end_headers()
+        self.wfile.write(out.getvalue())
+
+    def log_message(self, *args):
+        pass
+
+
+def catalog_statuses(catalog: Path) -> dict[str, str]:
+    try:
+        with sqlite3.connect(catalog, timeout=1) as con:
+            return dict(con.execute("SELECT url, status FROM candidates").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+def test_finished_downloads_reach_the_catalog_while_others_hang(pipeline_file: Path, tmp_path: Path):
+    """Six images download at once, two downloads hang (until released): the six are in the catalog, as
+    another process reads it, while the two still hang."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), HangingHost)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    good, hung = [f"{base}/img/{i}.png" for i in range(6)], [f"{base}/hang/{i}.png" for i in range(2)]
+    data = yaml.safe_load(loopback_pipeline(pipeline_file).read_text())
+    data["candidates"]["download"].update(workers=8, timeout_s=120, deadline_s=120)
+    pipeline = write_pipeline(pipeline_file, data)
+    with open_run(load_config(pipeline), progress=False) as ctx:
+        web_candidates(ctx, hung + good)
+    command = [sys.executable, "-m", "curate", "run", str(pipeline), "--no-progress", "--only", "candidates",
+               "--set", "run.executor={type: local, processes: 2}"]
+    catalog = tmp_path / "run" / "catalog.sqlite"
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60  # generous: worker processes start on a busy machine
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen = catalog_statuses(catalog)
+            if [seen.get(url) for url in good] == ["downloaded"] * 6:
+                break
+            time.sleep(0.1)
+    finally:
+        HangingHost.release.set()
+        ended = proc.wait(timeout=60)
+        httpd.shutdown()
+    assert {url: seen.get(url) for url in good + hung} == {**dict.fromkeys(good, "downloaded"),
+                                                           **dict.fromkeys(hung, "pending")}
+    assert ended == 0 and {catalog_statuses(catalog)[url] for url in hung} == {"failed"}

@@ -5,8 +5,12 @@ source, never again), ``candidates`` (unique per class and URL; status pending -
 duplicate | failed | rejected with an error string), ``images`` and the image store.
 Downloads run on the configured executor (``run.executor``), results are taken as each one finishes
 (no batch barrier: one slow host holds one worker, not the run), and the driver alone writes the
-catalog, one transaction per ``COMMIT_EVERY`` outcomes, so a kill loses at most those in flight.
-Every per-item failure, whatever its cause, becomes a status and an error string on the candidate.
+catalog, one transaction per ``COMMIT_EVERY`` outcomes or ``COMMIT_INTERVAL_S`` (the executor hands
+control back while nothing finishes, so what finished is saved while other downloads hang), so a kill
+loses at most those in flight. Every per-item failure becomes a status and an error string on the
+candidate. Failure: an error of the machine (:mod:`curate.machine`: a full disk, too many open files)
+is no per-item failure; the stage records what finished, feeds no new work, leaves the rest pending
+and raises :class:`StageError` saying what to fix.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +27,13 @@ from pydantic import Field
 from curate.config import Section, plugin_config
 from curate.errors import StageError
 from curate.quality import QualityConfig
-from curate.sources import SOURCES, Query, Source, SourceError, create_source
+from curate.sources import SOURCES, Query, Source, SourceError, create_sources, instance_problems
 from curate.stages.base import Context, Stage, StageResult
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY = 32  # outcomes per catalog transaction
 COMMIT_INTERVAL_S = 2.0  # ... or at least this often, so a slow tail is saved too
+IDLE_S = 0.5  # the executor hands control back this often while nothing finishes (to commit on time)
 
 
 class DownloadConfig(Section):
@@ -55,6 +61,9 @@ class CandidatesConfig(Section):
     download: DownloadConfig = Field(default_factory=DownloadConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig, description="checks before any crowd money")
 
+    def check_inputs(self, where: str) -> list[str]:
+        return super().check_inputs(where) + instance_problems(self.sources, f"{where}.sources")
+
 
 class CandidatesStage(Stage):
     name = "candidates"
@@ -80,7 +89,7 @@ class CandidatesStage(Stage):
     @staticmethod
     def _sources(ctx: Context) -> list[Source]:
         user_agent = ctx.config.candidates.download.user_agent
-        return [create_source(c, user_agent=user_agent) for c in ctx.config.candidates.sources]
+        return create_sources(ctx.config.candidates.sources, user_agent=user_agent)
 
     # ------------------------------------------------------------------ search
     def _search(self, ctx: Context, source: Source, sources: list[Source]) -> tuple[int, str | None]:
@@ -118,14 +127,22 @@ class CandidatesStage(Stage):
         from curate.engine import IngestTask
 
         cfg = ctx.config.candidates.download
-        work = [({"id": row["id"], "url": row["url"]}, file_roots.get(row["source"])) for row in pending]
+        feed = _Feed([({"id": row["id"], "url": row["url"]}, file_roots.get(row["source"])) for row in pending])
         task = IngestTask(cfg.model_dump(), ctx.config.candidates.quality.model_dump(), ctx.store.root,
                           ctx.store.jpeg_quality)
         with ctx.progress(total=len(pending), desc="download", unit="img") as bar:
-            results = create_executor(ctx.config.run.executor).map_unordered(task, work, cfg.workers)
-            for status, n in self._record(ctx, results, bar).items():
-                counts[status] += n
-        return counts
+            executor = create_executor(ctx.config.run.executor)
+            recorder = _Recorder(ctx, bar)
+            for done in executor.map_unordered(task, feed, cfg.workers, idle_s=IDLE_S):
+                if done is not None and not recorder.add(done[1]):
+                    feed.stop()  # an error of the machine: what is in flight finishes, nothing new starts
+                recorder.commit_if_due()
+            written = recorder.finish()
+        if recorder.halted is not None:
+            left = len(pending) - sum(written.values())
+            raise StageError(self.name, f"{recorder.halted['error']}; {left} candidates left pending; "
+                                        f"{recorder.halted['fix']} and run again")
+        return {status: counts[status] + written.get(status, 0) for status in counts}
 
     @staticmethod
     def _near_duplicates(ctx: Context) -> int:
@@ -142,31 +159,68 @@ class CandidatesStage(Stage):
         representative = {sha: group[0] for group in groups for sha in group}
         return ctx.catalog.mark_near_duplicates(representative)
 
-    @staticmethod
-    def _record(ctx: Context, results: Any, bar: Any) -> dict[str, int]:
-        """Write outcomes as they arrive, in transactions of COMMIT_EVERY or every COMMIT_INTERVAL_S; the
-        progress bar shows images/s and the failures so far by reason."""
+
+class _Feed:
+    """The work handed to the executor, item by item as it asks: once stopped, it hands out nothing more."""
+
+    def __init__(self, items: list[Any]):
+        self.items, self.stopped = items, False
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.items:
+            if self.stopped:
+                return
+            yield item
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class _Recorder:
+    """Writes outcomes as they arrive, in transactions of COMMIT_EVERY or every COMMIT_INTERVAL_S; the
+    progress bar shows images/s and the failures so far by reason. An outcome still ``pending`` (an error
+    of the machine, see :mod:`curate.engine`) is not written: the first one is kept as ``halted``."""
+
+    def __init__(self, ctx: Context, bar: Any):
+        self.ctx, self.bar = ctx, bar
+        self.written: dict[str, int] = {}
+        self.reasons: Counter[str] = Counter()
+        self.batch: list[dict[str, Any]] = []
+        self.halted: dict[str, Any] | None = None
+        self.started = self.last_commit = time.monotonic()
+
+    def add(self, outcome: dict[str, Any]) -> bool:
+        """Take one outcome; False when it was not done (the machine failed it)."""
         from curate.reasons import reason_of
 
-        written: dict[str, int] = {}
-        reasons: Counter[str] = Counter()
-        batch: list[dict[str, Any]] = []
-        started = last_commit = time.monotonic()
-        for _, outcome in results:
-            batch.append(outcome)
-            if outcome["error"]:
-                reasons[reason_of(outcome["error"])] += 1
-            bar.update(1)
-            if len(batch) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_INTERVAL_S:
-                _add(written, ctx.catalog.record_downloads(batch))
-                batch, last_commit = [], time.monotonic()
-                bar.set_postfix_str(_failures(reasons), refresh=False)
-        _add(written, ctx.catalog.record_downloads(batch))
-        seconds = time.monotonic() - started
-        done = sum(written.values())
+        if outcome["status"] == "pending":
+            self.halted = self.halted or outcome
+            return False
+        self.batch.append(outcome)
+        if outcome["error"]:
+            self.reasons[reason_of(outcome["error"])] += 1
+        self.bar.update(1)
+        return True
+
+    def commit_if_due(self) -> None:
+        if len(self.batch) >= COMMIT_EVERY or (self.batch and time.monotonic() - self.last_commit > COMMIT_INTERVAL_S):
+            self._commit()
+            self.bar.set_postfix_str(_failures(self.reasons), refresh=False)
+
+    def finish(self) -> dict[str, int]:
+        """Write what is left; log the rate and the failures by reason; the statuses written."""
+        self._commit()
+        seconds = time.monotonic() - self.started
+        done = sum(self.written.values())
         log.info("downloads: %d in %.1f s (%.1f img/s)%s", done, seconds, done / max(seconds, 1e-9),
-                 f"; failed or rejected: {_failures(reasons)}" if reasons else "")
-        return written
+                 f"; failed or rejected: {_failures(self.reasons)}" if self.reasons else "")
+        if self.halted is not None:
+            log.error("downloads stopped: %s", self.halted["error"])
+        return self.written
+
+    def _commit(self) -> None:
+        _add(self.written, self.ctx.catalog.record_downloads(self.batch))
+        self.batch, self.last_commit = [], time.monotonic()
 
 
 def _add(total: dict[str, int], counts: dict[str, int]) -> None:
