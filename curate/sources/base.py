@@ -6,19 +6,29 @@ download; the ``candidates`` stage fetches every hit through :mod:`curate.http`.
 a :class:`Source` subclass with a ``name`` (the YAML ``type:``), a ``Config`` beside it, registered with
 ``@SOURCES.register``. A source whose service cannot answer raises :class:`SourceError`: the stage keeps
 what was collected, leaves that query's search pending (so the next run retries it) and reports the error.
+
+The catalog keys searches and candidates by :attr:`Source.instance`: :func:`create_sources` gives
+every configured source its own, and refuses (ConfigError) two it cannot tell apart. :func:`label_problem`
+says which labels may name a class. Reads and writes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from curate.errors import CurateError
+from curate.errors import ConfigError, CurateError
 from curate.registry import Plugin, Registry
 
 DEFAULT_USER_AGENT = "curate/0.1 (+https://github.com/curate-datasets/curate)"
+MAX_LABEL_BYTES = 200  # a label names a folder in exports: file systems allow 255 bytes
+CONTROL_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}  # controls, formats, line/paragraph separators
 
 
 class SourceError(CurateError):
@@ -57,6 +67,7 @@ class Source(Plugin):
     def __init__(self, config: Any = None, user_agent: str = DEFAULT_USER_AGENT):
         super().__init__(config)
         self.user_agent = user_agent
+        self.instance_suffix = ""  # set by create_sources where two sources would be recorded alike
 
     @property
     def weight(self) -> float:
@@ -65,7 +76,19 @@ class Source(Plugin):
 
     @property
     def instance(self) -> str:
+        return self.instance_base + (f"@{self.instance_suffix}" if self.instance_suffix else "")
+
+    @property
+    def instance_base(self) -> str:
+        """The instance as the source alone names it (``local:<folder name>``), before :func:`create_sources`
+        tells apart two that would be recorded alike."""
         return self.name
+
+    @property
+    def location(self) -> str | None:
+        """The resolved file or folder this source reads, when it reads one and its config has no ``name``:
+        what tells it apart from another source whose instance would be the same."""
+        return None
 
     @property
     def file_root(self) -> Path | None:
@@ -89,8 +112,65 @@ def path_below(url: str, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
 
 
+def label_problem(label: str) -> str | None:
+    """Why a label cannot name a class, or None. A class's name becomes a folder in exports and a line of
+    ``synsets.txt`` and of a dataset card's table, so: not empty, ``.`` or ``..``; no ``/``, ``\\`` or ``|``; no
+    control characters; no spaces around it; at most ``MAX_LABEL_BYTES`` in UTF-8. Dots inside are fine
+    (``001.Black_footed_Albatross``)."""
+    if not label:
+        return "is empty"
+    if label in (".", "..") or any(c in label for c in "/\\"):
+        return "cannot be a folder name"
+    if "|" in label:
+        return "holds '|' (it separates the columns of a dataset card's table)"
+    if any(unicodedata.category(c) in CONTROL_CATEGORIES for c in label):
+        return "holds a control character (a line break, a tab, ...)"
+    if label != label.strip():
+        return "starts or ends with a space"
+    size = len(label.encode("utf-8"))
+    return f"is {size} bytes long in UTF-8; at most {MAX_LABEL_BYTES}" if size > MAX_LABEL_BYTES else None
+
+
 SOURCES: Registry[type[Source]] = Registry("image source")
 
 
 def create_source(config: Any, user_agent: str = DEFAULT_USER_AGENT) -> Source:
     return SOURCES.get(config.type)(config, user_agent=user_agent)
+
+
+def create_sources(configs: Sequence[Any], user_agent: str = DEFAULT_USER_AGENT) -> list[Source]:
+    """The configured sources, each with an :attr:`~Source.instance` of its own; a ConfigError when two
+    cannot be told apart (see :func:`instance_problems`)."""
+    sources = _told_apart([create_source(c, user_agent) for c in configs])
+    problems = _same_instance(sources, "candidates.sources")
+    if problems:
+        raise ConfigError(problems)
+    return sources
+
+
+def instance_problems(configs: Sequence[Any], where: str) -> list[str]:
+    """Sources at ``where`` (a YAML path) that would be recorded in the catalog as another one is: the catalog
+    keys searches by instance, so the later one would never be searched and its files never admitted."""
+    return _same_instance(_told_apart([create_source(c) for c in configs]), where)
+
+
+def _told_apart(sources: list[Source]) -> list[Source]:
+    """Sources that would share an instance and read a file or folder get the suffix ``@`` and 6 hex digits
+    of its path's sha256 (``local:photos@3f2a9c``); a source alone keeps its plain instance."""
+    plain = [s.instance for s in sources]
+    counts = Counter(plain)
+    for source, name in zip(sources, plain, strict=True):
+        if counts[name] > 1 and source.location:
+            source.instance_suffix = hashlib.sha256(source.location.encode("utf-8")).hexdigest()[:6]
+    return sources
+
+
+def _same_instance(sources: list[Source], where: str) -> list[str]:
+    first: dict[str, int] = {}
+    problems = []
+    for i, source in enumerate(sources):
+        j = first.setdefault(source.instance, i)
+        if j != i:
+            problems.append(f"{where}.{i}: would be recorded as {source.instance!r} like {where}.{j}, and never "
+                            "searched: give one of them its own 'name' (or remove the repeat)")
+    return problems

@@ -24,7 +24,10 @@ file that leads outside ``root`` is skipped (tree, with a warning) or refused (t
 ``listing_sha256`` (written by ``curate audit``) pins the listing a run was started with: the candidates
 stage searches each class once, so files added, moved or relabelled afterwards would be missed; a listing
 that changed is a ConfigError. Failure: a table without the columns, listed files missing or outside
-``root``, unusable labels: one ConfigError listing the problems (the first 20).
+``root``, labels that cannot name a class (:func:`~curate.sources.base.label_problem`; a tree's folder
+names are checked already by ``curate validate``): one ConfigError listing the problems (the first 20).
+The catalog records the source as ``imagefolder:<folder or table name>`` (``imagefolder:<name>`` when the
+config sets ``name``; :func:`~curate.sources.base.create_sources` tells apart two of one name).
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ from pydantic import Field
 from curate.config import Section
 from curate.errors import ConfigError
 from curate.http import FileRoot
-from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source, path_below
+from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source, label_problem, path_below
 from curate.sources.local import IMAGE_SUFFIXES
 from curate.sources.tabular import read_table
+from curate.sources.web import INSTANCE_NAME
 
 log = logging.getLogger(__name__)
 TABLE_FORMATS = (".csv", ".tsv", ".parquet")  # of curate.sources.tabular's: files that hold path, label
@@ -62,6 +66,10 @@ class ImageFolderConfig(Section):
     type: Literal["imagefolder"] = "imagefolder"
     root: Path = Field(description="the ImageFolder tree (<label>/<file>); for a table, the folder its files lie in")
     table: Path | None = Field(None, description="CSV, TSV or Parquet with columns path, label (instead of folders)")
+    name: str | None = Field(
+        None, pattern=INSTANCE_NAME, description="the catalog records this source as imagefolder:<name> "
+                                                  "(default: the folder's or table's name)",
+    )
     follow_symlinks: bool = Field(True, description="read files that are links to elsewhere (views of a dataset)")
     listing_sha256: str | None = Field(
         None, description="the listing the run started with (curate audit writes it); a changed one stops the run"
@@ -75,7 +83,7 @@ class ImageFolderConfig(Section):
             return [f"{where}.table: file not found: {self.table}"]
         if self.table is not None and self.table.suffix.lower() not in TABLE_FORMATS:
             return [f"{where}.table: unsupported file type {self.table.name!r}; expected .csv, .tsv or .parquet"]
-        return []
+        return [] if self.table is not None else folder_label_problems(self.root, f"{where}.root")
 
 
 @SOURCES.register
@@ -91,8 +99,14 @@ class ImageFolderSource(Source):
         self._by_label: dict[str, list[Entry]] = {}
 
     @property
-    def instance(self) -> str:
-        return f"{self.name}:{(self.config.table or self.config.root).name}"
+    def instance_base(self) -> str:
+        return f"{self.name}:{self.config.name or (self.config.table or self.config.root).name}"
+
+    @property
+    def location(self) -> str | None:
+        if self.config.name:
+            return None
+        return f"{self.root}\t{self.config.table.resolve()}" if self.config.table else str(self.root)
 
     @property
     def file_root(self) -> FileRoot:
@@ -127,6 +141,9 @@ class ImageFolderSource(Source):
 
     # ------------------------------------------------------------------ the tree
     def _walk(self) -> list[Entry]:
+        problems = folder_label_problems(self.root, str(self.root))
+        if problems:
+            raise ConfigError(problems[:MAX_PROBLEMS])
         entries, loose, outside = [], 0, 0
         for top in sorted(self.root.iterdir()):
             if top.name.startswith("."):
@@ -196,9 +213,9 @@ class ImageFolderSource(Source):
 
     def _table_entry(self, base: Path, name: str, label: str) -> tuple[Entry | None, str | None]:
         """One row as an entry, or why it is refused."""
-        label_problem = bad_label(label)
-        if label_problem:
-            return None, f"label {label!r} {label_problem}"
+        problem = label_problem(label)
+        if problem:
+            return None, f"label {label!r} {problem}"
         if not name:
             return None, "empty path"
         if ".." in Path(name).parts:
@@ -230,10 +247,11 @@ def listing_digest(entries: list[Entry]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def bad_label(label: str) -> str | None:
-    """Why a label cannot be a class (it becomes a folder name in exports), or None."""
-    if not label:
-        return "is empty"
-    if label in (".", "..") or any(c in label for c in "/\\\0"):
-        return "cannot be a folder name"
-    return None
+def folder_label_problems(root: Path, where: str) -> list[str]:
+    """The class folders directly in ``root`` whose names cannot be labels, each with why."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(root) if not entry.name.startswith(".") and entry.is_dir())
+    except OSError as exc:
+        return [f"{where}: cannot list {root}: {exc.strerror}"]
+    problems = [(name, label_problem(name)) for name in names]
+    return [f"{where}: class folder {name!r}: the label {problem}" for name, problem in problems if problem]

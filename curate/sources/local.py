@@ -13,7 +13,8 @@ Matching is whole-word and case-insensitive: every word of the query must appear
 words, where a plural ("dogs", "boxes", "berries") matches its singular. A bad index (missing columns,
 a named file that does not exist, an index leading outside ``root`` or not a regular file) is a
 ConfigError; a sidecar that is unreadable, too large, not a regular file or leads outside ``root`` is
-skipped with a warning.
+skipped with a warning. The catalog records the source as ``local:<folder name>`` (``local:<name>`` when
+the config sets ``name``; :func:`~curate.sources.base.create_sources` tells apart two folders of one name).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pydantic import Field
 from curate.config import Section
 from curate.errors import ConfigError
 from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source, path_below
+from curate.sources.web import INSTANCE_NAME
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -64,6 +66,10 @@ class Entry:
 class LocalSourceConfig(Section):
     type: Literal["local"] = "local"
     root: Path
+    name: str | None = Field(
+        None, pattern=INSTANCE_NAME, description="the catalog records this source as local:<name> (default: the "
+                                                  "folder's name)",
+    )
     index: str | None = Field(None, description="CSV file (relative to root) with columns file, caption")
     captions: list[Literal["index", "sidecar", "filename"]] = ["index", "sidecar", "filename"]
     max_per_query: int = Field(500, ge=1)
@@ -91,8 +97,12 @@ class LocalSource(Source):
         self._entries: list[Entry] | None = None
 
     @property
-    def instance(self) -> str:
-        return f"local:{self.config.root.name}"
+    def instance_base(self) -> str:
+        return f"local:{self.config.name or self.config.root.name}"
+
+    @property
+    def location(self) -> str | None:
+        return None if self.config.name else str(self.root)
 
     @property
     def file_root(self) -> Path:

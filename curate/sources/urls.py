@@ -11,8 +11,9 @@ order. Rows without ``wnid`` and ``class`` are searched by caption like the ``lo
 word must appear among the caption's words, whole and case-insensitive, where a plural matches its
 singular. Only http(s) URLs are handed out: ``file://`` and other schemes are skipped with a warning
 counting them (only the ``local`` source may name files). A file that cannot be read or lacks the URL
-column is a ConfigError naming the file. The catalog records the source as ``urls:<file name>``, or
-``urls:<name>`` when the config sets ``name`` (two lists with one file name keep separate searches).
+column is a ConfigError naming the file. The catalog records the
+source as ``urls:<file name>``, or ``urls:<name>`` when the config sets ``name``; two lists with one file
+name and no ``name`` are told apart by a hash of their paths (:func:`~curate.sources.base.create_sources`).
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ class UrlsSource(Source):
         self._index: _Index | None = None
 
     @property
-    def instance(self) -> str:
+    def instance_base(self) -> str:
         return f"{self.name}:{self.config.name or self.config.path.name}"
+
+    @property
+    def location(self) -> str | None:
+        return None if self.config.name else str(self.config.path.resolve())
 
     def search(self, query: Query, limit: int) -> list[SearchHit]:
         index = self.index()

@@ -78,9 +78,9 @@ def provenance(ctx: Any) -> pd.DataFrame:
     URLs are shown as their source shows them (local corpora: relative to the corpus root)."""
     import pandas as pd
 
-    from curate.sources import create_source
+    from curate.sources import create_sources
 
-    display = {s.instance: s.display_url for s in map(create_source, ctx.config.candidates.sources)}
+    display = {s.instance: s.display_url for s in create_sources(ctx.config.candidates.sources)}
     rows = [dict(r) for r in ctx.catalog.provenance()]
     for row in rows:
         row["url"] = display.get(row["source"], _basename_if_file)(row["url"])

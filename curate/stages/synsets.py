@@ -8,7 +8,9 @@ With ``from_labels: true`` the classes are the labels the configured sources alr
 noun id (``n01440764``) gets its synset's words and gloss when WordNet 3.0 is installed; any other label
 (``cat``, ``n01440764`` without WordNet) is its own word with an empty gloss, and WordNet is never
 required or installed. Each class gets one query, its first word (such sources list a class's files
-whatever the words). No labelled source, or a label that cannot be a folder name: ConfigError.
+whatever the words). No labelled source, or a label that cannot name a class (empty, ``/``, a backslash,
+``|``, a control character, spaces around it, over 200 bytes: :func:`curate.sources.base.label_problem`):
+ConfigError naming each.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class SynsetsStage(Stage):
         if not labels:
             raise ConfigError("synsets.from_labels: no configured source carries labels; add an imagefolder "
                               "source to candidates.sources")
+        _check_labels(labels)
         _warn_over_cap(labels, ctx.config.candidates.max_per_class)
         rows = describe_labels(sorted(labels))
         ctx.catalog.upsert_synsets(rows)
@@ -138,6 +141,17 @@ def source_labels(ctx: Context) -> dict[str, int]:
         for label, n in (labels() if labels else {}).items():
             counts[label] = counts.get(label, 0) + n
     return counts
+
+
+def _check_labels(labels: dict[str, int]) -> None:
+    """ConfigError naming every label that cannot be a class (:func:`curate.sources.base.label_problem`)."""
+    from curate.sources.base import label_problem
+
+    problems = [f"synsets.from_labels: label {label!r} {why}" for label in sorted(labels)
+                if (why := label_problem(label))]
+    if problems:
+        more = len(problems) - 20
+        raise ConfigError(problems[:20] + ([f"... and {more} more"] if more > 0 else []))
 
 
 def _warn_over_cap(labels: dict[str, int], cap: int) -> None:
