@@ -7,7 +7,8 @@ a :class:`Source` subclass with a ``name`` (the YAML ``type:``), a ``Config`` be
 ``@SOURCES.register``. A source whose service cannot answer raises :class:`SourceError`: the stage keeps
 what was collected, leaves that query's search pending (so the next run retries it) and reports the error.
 
-The catalog keys searches and candidates by :attr:`Source.instance`: :func:`create_sources` gives
+A hit's ``page_url`` is kept only when it is an http(s) URL (:func:`web_url`; ``javascript:`` links become
+None). The catalog keys searches and candidates by :attr:`Source.instance`: :func:`create_sources` gives
 every configured source its own, and refuses (ConfigError) two it cannot tell apart. :func:`label_problem`
 says which labels may name a class. Reads and writes nothing.
 """
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from curate.errors import ConfigError, CurateError
 from curate.registry import Plugin, Registry
@@ -54,6 +55,9 @@ class SearchHit:
     license: str | None = None
     creator: str | None = None
     true_wnids: str | None = None  # ground truth when the corpus carries it (space-separated wnids)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "page_url", web_url(self.page_url))
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +114,18 @@ def path_below(url: str, root: Path) -> str:
         return url
     path = Path(unquote(urlparse(url).path))
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+
+
+def web_url(value: str | None) -> str | None:
+    """``value`` when it is an http(s) URL with a host and no control characters, else None: a page link an
+    API or a list hands over (``javascript:``, ``data:``) would be shown in reports and exported as is."""
+    if not value or not value.isprintable():
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme.lower() in ("http", "https") and parts.hostname else None
 
 
 def label_problem(label: str) -> str | None:

@@ -11,9 +11,9 @@ order. Rows without ``wnid`` and ``class`` are searched by caption like the ``lo
 word must appear among the caption's words, whole and case-insensitive, where a plural matches its
 singular. Only http(s) URLs are handed out: ``file://`` and other schemes are skipped with a warning
 counting them (only the ``local`` source may name files). A file that cannot be read or lacks the URL
-column is a ConfigError naming the file. The catalog records the
-source as ``urls:<file name>``, or ``urls:<name>`` when the config sets ``name``; two lists with one file
-name and no ``name`` are told apart by a hash of their paths (:func:`~curate.sources.base.create_sources`).
+column is a ConfigError naming the file. A ``page_url`` that is not an http(s) URL becomes None. The catalog
+records the source as ``urls:<file name>``, or ``urls:<name>`` when the config sets ``name``; two lists with
+one file name and no ``name`` are told apart by a hash of their paths (:func:`~curate.sources.base.create_sources`).
 """
 
 from __future__ import annotations

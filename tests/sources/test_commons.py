@@ -304,3 +304,11 @@ def test_through_the_candidates_stage_then_a_failing_service(tmp_path: Path, ser
     err = capsys.readouterr().err
     assert "commons: service error (HTTP 503)" in err and "queries left to search on the next run" in err
     assert [dict(r) for r in stored_candidates(tmp_path / "run")] == [dict(r) for r in rows]
+
+
+def test_only_http_description_pages_are_kept(server: ReplayServer):
+    server.routes[API] = sequence(batch([file_page(0, descriptionurl="javascript:alert(1)"),
+                                         file_page(1, descriptionurl="vbscript:msgbox(1)"),
+                                         file_page(2)]))
+    pages = [hit.page_url for hit in source(server).search(Query("fox"), 5)]
+    assert pages == [None, None, "https://commons.wikimedia.org/wiki/File:Red_fox_2.jpg"]

@@ -267,3 +267,9 @@ def test_a_pipeline_without_the_key_fails_validation(tmp_path: Path, monkeypatch
         load_config(pipeline)
     assert info.value.exit_code == 2
     assert any(p.startswith("candidates.sources.0:") and "$FLICKR_API_KEY" in p for p in info.value.problems)
+
+
+def test_a_photo_page_with_control_characters_is_dropped(api: Api):
+    api.answers(ok([photo(0), photo(1, owner="1@N01\n<script>")]))
+    pages = [hit.page_url for hit in source(api).search(Query("dog"), 10)]
+    assert pages == ["https://www.flickr.com/photos/0@N01/1000", None]

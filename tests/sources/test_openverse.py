@@ -292,3 +292,15 @@ def test_named_sources_of_one_type_keep_separate_searches_and_stored_candidates(
 def test_a_name_sets_the_instance():
     assert OpenverseSource(OpenverseSourceConfig()).instance == "openverse"
     assert OpenverseSource(OpenverseSourceConfig(name="cc0")).instance == "openverse:cc0"
+
+
+def test_only_http_landing_pages_are_kept(server: ReplayServer):
+    server.routes[SEARCH] = sequence(answer([
+        result("js", foreign_landing_url="javascript:alert(document.cookie)"),
+        result("data", foreign_landing_url="data:text/html,<script>alert(1)</script>"),
+        result("line", foreign_landing_url="https://example.org/a\nb"),
+        result("upper", foreign_landing_url="HTTPS://Example.org/fox"),
+        result("plain", foreign_landing_url="http://example.org/fox"),
+    ]))
+    pages = [hit.page_url for hit in source(server).search(Query("fox"), 10)]
+    assert pages == [None, None, None, "HTTPS://Example.org/fox", "http://example.org/fox"]

@@ -201,3 +201,12 @@ def test_relative_path_resolves_against_the_pipeline_folder(tmp_path: Path, monk
         load_config(write_pipeline(folder / "pipeline.yaml", data))
     assert info.value.exit_code == 2
     assert f"candidates.sources.0.path: file not found: {folder.resolve() / 'missing.csv'}" in info.value.problems
+
+
+def test_only_http_page_urls_are_kept(tmp_path: Path):
+    path = write(tmp_path / "list.csv", [
+        {"url": url("a"), "caption": "dog", "page_url": "javascript:alert(1)"},
+        {"url": url("b"), "caption": "dog", "page_url": "file:///etc/passwd"},
+        {"url": url("c"), "caption": "dog", "page_url": "https://example.org/c"},
+    ])
+    assert [hit.page_url for hit in source(path).search(Query("dog"), 5)] == [None, None, "https://example.org/c"]
