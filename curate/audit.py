@@ -1,8 +1,10 @@
 """``curate audit``: judge the labels of a dataset that already exists, without WordNet and without a crowd.
 
 Reads: ``PATH``, an ImageFolder tree (``<label>/<file>``) or a CSV, TSV or Parquet table with columns
-``path`` and ``label``. Writes: ``OUT/pipeline.yaml``, the pipeline the audit runs, and the run itself in
-``OUT`` (``catalog.sqlite``, ``images/``, ``logs/``, ``report/``; ``export/`` with ``clean_copy``).
+``path`` and ``label``; symbolic links in it are followed unless ``--no-follow-symlinks`` (then files and
+class folders that lead outside ``PATH``, or outside the table's root, are skipped or refused). Writes:
+``OUT/pipeline.yaml``, the pipeline the audit runs, and the run itself in ``OUT`` (``catalog.sqlite``,
+``images/``, ``logs/``, ``report/``; ``export/`` with ``clean_copy``).
 
 There is one mechanism: the generated pipeline is an ``imagefolder`` source reading ``PATH``, classes taken
 from its labels (``synsets.from_labels``), the ``given`` crowd (each image's label accepted as it is), the
@@ -54,6 +56,7 @@ class AuditOptions:
     batch_size: int | None = None
     root: Path | None = None  # for a table: the folder its files lie in (default: the table's folder)
     clean_copy: bool = False
+    follow_symlinks: bool = True  # False: files and class folders that lead outside PATH are skipped
 
     def command(self) -> str:
         """The command line that runs (and resumes) this audit."""
@@ -62,6 +65,7 @@ class AuditOptions:
                             ("--batch-size", self.batch_size), ("--root", self.root)):
             words += [flag, str(value)] if value is not None else []
         words += ["--clean-copy"] if self.clean_copy else []
+        words += [] if self.follow_symlinks else ["--no-follow-symlinks"]
         return shlex.join(words)
 
 
@@ -119,11 +123,16 @@ def source_config(options: AuditOptions) -> dict[str, Any]:
         if options.out.resolve().is_relative_to(path):
             raise ConfigError(f"the output folder {options.out} lies inside the dataset {path}: its images would "
                               "be read as a class; choose a folder outside it")
-        return {"type": "imagefolder", "root": str(path)}
+        return {"type": "imagefolder", "root": str(path), **_links(options)}
     root = (options.root or path.parent).resolve()
     if not root.is_dir():
         raise ConfigError(f"--root: folder not found: {options.root}")
-    return {"type": "imagefolder", "root": str(root), "table": str(path)}
+    return {"type": "imagefolder", "root": str(root), "table": str(path), **_links(options)}
+
+
+def _links(options: AuditOptions) -> dict[str, Any]:
+    """``follow_symlinks: false`` when asked; nothing by default, so earlier audits' pipelines stay as they are."""
+    return {} if options.follow_symlinks else {"follow_symlinks": False}
 
 
 def scan(source: dict[str, Any]) -> tuple[dict[str, int], str]:

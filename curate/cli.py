@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--root", type=Path, help="for a table: the folder its files lie in (default: its folder)")
     audit.add_argument("--clean-copy", action="store_true",
                        help="also write the dataset without the flagged images to OUT/export/ (ImageFolder layout)")
+    audit.add_argument("--no-follow-symlinks", dest="follow_symlinks", action="store_false",
+                       help="skip files and class folders that are links leading outside PATH (followed by default)")
     audit.add_argument("--no-progress", action="store_true", help="hide progress bars")
     audit.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
 
@@ -155,7 +157,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     options = AuditOptions(path=args.path, out=args.out, backbone=args.backbone, weights=args.weights,
                            device=args.device, batch_size=args.batch_size, root=args.root,
-                           clean_copy=args.clean_copy)
+                           clean_copy=args.clean_copy, follow_symlinks=args.follow_symlinks)
     result = audit(options, progress=not args.no_progress and sys.stderr.isatty(), quiet=args.quiet)
     rate = "-" if result.noise_rate is None else f"{result.noise_rate:.1%}"
     print(f"\naudit of {args.path}: {result.images} images, {result.classes} classes, {result.flagged} flagged, "

@@ -84,6 +84,19 @@ def test_the_generated_pipeline_is_an_imagefolder_source_the_given_crowd_and_noi
     assert main(["validate", str(path)]) == 0
 
 
+def test_links_leading_outside_are_followed_unless_asked_not_to(tmp_path: Path):
+    data = build_tree(tmp_path / "data", per_class=2)
+    draw_image((40, 40, 200), "rectangle", seed=99).save(tmp_path / "outside.png")
+    (data / "cat" / "linked.png").symlink_to(tmp_path / "outside.png")
+    following = AuditOptions(data, tmp_path / "out")
+    assert "follow_symlinks" not in source_config(following)  # earlier audits' pipelines stay as written
+    assert scan(source_config(following))[0]["cat"] == 3
+    strict = AuditOptions(data, tmp_path / "out", follow_symlinks=False)
+    assert source_config(strict)["follow_symlinks"] is False
+    assert scan(source_config(strict))[0] == {"cat": 2, "dog": 2, "n02330245": 2}
+    assert strict.command().endswith(" --no-follow-symlinks")
+
+
 def test_a_table_audit_reads_files_below_the_tables_folder(tmp_path: Path):
     data = build_tree(tmp_path / "data", per_class=2)
     table = tmp_path / "data" / "labels.csv"
@@ -164,8 +177,24 @@ def out_holding_something_else(tmp_path: Path) -> list[str]:
     return [str(build_tree(tmp_path / "data", per_class=1))]
 
 
+def a_label_with_a_bar(tmp_path: Path) -> list[str]:
+    data = build_tree(tmp_path / "data", per_class=1)
+    (data / "cat").rename(data / "cat|dog")
+    return [str(data)]
+
+
+def links_out_not_followed(tmp_path: Path) -> list[str]:
+    data = build_tree(tmp_path / "data", per_class=1)
+    for label in ("dog", "n02330245"):
+        (data / label).rename(tmp_path / label)
+        (data / label).symlink_to(tmp_path / label, target_is_directory=True)
+    return [str(data), "--no-follow-symlinks"]
+
+
 @pytest.mark.parametrize("make_args, message", [
     (lambda tmp: [str(tmp / "nowhere")], "nowhere: no such folder or file"),
+    (a_label_with_a_bar, "class folder 'cat|dog': the label holds '|'"),
+    (links_out_not_followed, "1 class folders with images (cat); an audit needs at least 2"),
     (one_class, "1 class folders with images (cat); an audit needs at least 2"),
     (csv_without_columns, "the table lacks the column(s) path, label (it has: file, class)"),
     (csv_naming_a_missing_file, "line 3: file 'dog/gone.png' not found"),
