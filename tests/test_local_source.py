@@ -177,3 +177,14 @@ def test_a_symlink_loop_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     assert captions(tmp_path) == {"dog.png": "dog"}
     assert "loop.png: its links form a loop" in caplog.text
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"file,caption\nx.png,caf\xe9\n", "it is not UTF-8 text"),
+    (b"file,caption\nx.png," + b"dog " * 40_000 + b"\n", r"field larger than field limit"),
+])
+def test_an_index_that_is_no_utf8_csv_is_a_config_error(tmp_path: Path, content: bytes, problem: str):
+    make(tmp_path, "x.png")
+    (tmp_path / "index.csv").write_bytes(content)
+    with pytest.raises(ConfigError, match=f"index.csv: cannot read the index: {problem}"):
+        create_source(LocalSourceConfig(root=tmp_path, index="index.csv")).search(Query("dog"), 5)

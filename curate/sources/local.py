@@ -11,8 +11,8 @@ without waiting on a FIFO (:func:`open_inside`); a sidecar over ``MAX_CAPTION_BY
 caption. Only this source may hand out ``file://`` URLs, and only into its root.
 Matching is whole-word and case-insensitive: every word of the query must appear among the caption
 words, where a plural ("dogs", "boxes", "berries") matches its singular. A bad index (missing columns,
-a named file that does not exist, an index leading outside ``root`` or not a regular file) is a
-ConfigError; a sidecar that is unreadable, too large, not a regular file or leads outside ``root`` is
+a named file that does not exist, an index leading outside ``root``, not a regular file, not UTF-8 or not
+CSV) is a ConfigError; a sidecar that is unreadable, too large, not a regular file or leads outside ``root`` is
 skipped with a warning. The catalog records the source as ``local:<folder name>`` (``local:<name>`` when
 the config sets ``name``; :func:`~curate.sources.base.create_sources` tells apart two folders of one name).
 """
@@ -20,6 +20,7 @@ the config sets ``name``; :func:`~curate.sources.base.create_sources` tells apar
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -170,24 +171,30 @@ class LocalSource(Source):
 
     def _read_index(self, index_path: Path) -> dict[Path, dict[str, str]]:
         try:
-            fh = os.fdopen(open_inside(index_path, self.root), newline="", encoding="utf-8")
-        except (OSError, ValueError) as exc:
+            with os.fdopen(open_inside(index_path, self.root), newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(io.StringIO(fh.read(), newline=""))
+            rows, problems = self._index_rows(index_path, reader)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{index_path}: cannot read the index: it is not UTF-8 text") from None
+        except (OSError, ValueError, csv.Error) as exc:
             raise ConfigError(f"{index_path}: cannot read the index: {exc}") from None
-        with fh:
-            reader = csv.DictReader(fh)
-            missing = {"file", "caption"} - set(reader.fieldnames or [])
-            if missing:
-                raise ConfigError(f"{index_path}: index lacks the column(s) {', '.join(sorted(missing))}")
-            rows, problems = {}, []
-            for line, row in enumerate(reader, start=2):
-                path, problem = self._index_path(row["file"] or "")
-                if problem:
-                    problems.append(f"{index_path} line {line}: file {row['file']!r} {problem}")
-                else:
-                    rows[path] = row
         if problems:
             raise ConfigError(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
         return rows
+
+    def _index_rows(self, index_path: Path, reader: csv.DictReader) -> tuple[dict[Path, dict[str, str]], list[str]]:
+        """The index's rows by resolved file, and the rows refused, each naming its line."""
+        missing = {"file", "caption"} - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"{index_path}: index lacks the column(s) {', '.join(sorted(missing))}")
+        rows, problems = {}, []
+        for line, row in enumerate(reader, start=2):
+            path, problem = self._index_path(row["file"] or "")
+            if problem:
+                problems.append(f"{index_path} line {line}: file {row['file']!r} {problem}")
+            else:
+                rows[path] = row
+        return rows, problems
 
     def _index_path(self, name: str) -> tuple[Path, str | None]:
         """The resolved path of an index row's file, or why it is refused."""
