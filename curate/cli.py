@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from curate import __version__
+from curate import __version__, machine
 from curate.errors import CurateError
 
 log = logging.getLogger("curate")
@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("unexpected error", exc_info=True)
         if args.debug:
             raise
+        if (trouble := machine.problem(exc)) is not None:  # a full disk, no memory: not a bug of curate
+            print(f"error: {trouble[0]}; {trouble[1]} and run the command again", file=sys.stderr)
+            return 1
         print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -222,6 +222,10 @@ class Fetcher:
         try:
             return self._follow(url, deadline)
         except _URL_ERRORS as exc:
+            from curate.machine import is_machine_error
+
+            if (machine := next((e for e in causes(exc) if is_machine_error(e)), None)) is not None:
+                raise machine from None  # no socket to be had (too many open files): the machine's fault
             raise _classify(exc) from None
 
     def _follow(self, url: str, deadline: Deadline) -> bytes:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from curate import machine
 from curate.catalog import Catalog
 from curate.config import save_resolved
 from curate.errors import ConfigError, CurateError, StageError
@@ -121,6 +122,11 @@ def run_stage(stage: Stage, ctx: Context, force: bool = False) -> StageResult:
                 exc.resume_hint = ctx.resume_command
         raise
     except Exception as exc:  # an unexpected failure: keep the cause, add the context and the way back
+        if (trouble := machine.problem(exc)) is not None:  # a full disk, no memory: the machine's, said plainly
+            _record_failure(ctx, run_id, f"{trouble[0]}")
+            log.debug("[%s] error of the machine", stage.name, exc_info=True)
+            raise StageError(stage.name, f"{trouble[0]}; {trouble[1]} and run again (nothing finished is lost)",
+                             ctx.resume_command) from exc
         ctx.catalog.finish_stage(run_id, "failed", {"error": repr(exc)})
         log.exception("[%s] unexpected error", stage.name)
         raise StageError(stage.name, f"{type(exc).__name__}: {exc}", ctx.resume_command) from exc
@@ -128,6 +134,15 @@ def run_stage(stage: Stage, ctx: Context, force: bool = False) -> StageResult:
     ctx.catalog.finish_stage(run_id, "waiting" if result.waiting else "ok", result.stats)
     log.info("[%s] %s: %s", stage.name, "waiting" if result.waiting else "done", _fmt_stats(result.stats))
     return result
+
+
+def _record_failure(ctx: Context, run_id: int, error: str) -> None:
+    """Mark the stage run failed where the catalog can still be written (a full disk may forbid even that:
+    the run then stays 'running' in the catalog, which the next run treats as unfinished work)."""
+    try:
+        ctx.catalog.finish_stage(run_id, "failed", {"error": error})
+    except Exception as exc:  # noqa: BLE001 (the original error is the one to report)
+        log.debug("could not record the failure: %s", exc)
 
 
 def _fmt_stats(stats: dict[str, Any]) -> str:

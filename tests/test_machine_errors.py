@@ -8,6 +8,8 @@ import errno
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,63 @@ def test_the_task_reports_a_machine_error_as_not_done_and_other_os_errors_as_fai
     task.store = Failing(oserror(errno.EACCES))
     outcome = task.process({"id": 9, "sha256": None, "error": None, "image": None, "data": b"bytes"})
     assert outcome["status"] == "failed" and "Permission denied" in outcome["error"]
+
+
+def test_no_socket_to_be_had_is_a_machine_error_not_the_candidates(tmp_path: Path):
+    """With every file descriptor in use, an HTTP download cannot open its socket (EMFILE): that is the
+    machine's fault, let through as the OSError it is (the candidate stays pending), not a FetchError
+    that would fail the candidate for good. Run in a child whose open-file limit is really exhausted."""
+    script = tmp_path / "emfile.py"
+    script.write_text(
+        "import errno, os, resource, sys\n"
+        "from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n"
+        "from curate.http import Fetcher, FetchError\n"
+        "server = ThreadingHTTPServer(('127.0.0.1', 0), BaseHTTPRequestHandler)\n"
+        "url = f'http://127.0.0.1:{server.server_address[1]}/a.jpg'\n"
+        "fetcher = Fetcher(timeout_s=2, deadline_s=5, retries=0, allow_private_networks=True)\n"
+        "fetcher._pool()\n"  # the pool exists; only the socket is missing
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
+        "held = []\n"
+        "try:\n"
+        "    while True:\n"
+        "        held.append(os.open(os.devnull, os.O_RDONLY))\n"
+        "except OSError as exc:\n"
+        "    assert exc.errno == errno.EMFILE\n"
+        "try:\n"
+        "    fetcher.fetch(url)\n"
+        "except FetchError as exc:\n"
+        "    print('FetchError', exc)\n"
+        "except OSError as exc:\n"
+        "    print('OSError', errno.errorcode[exc.errno])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "OSError EMFILE", done.stdout + done.stderr
+
+
+def test_a_full_catalog_stops_the_run_with_a_plain_error_and_loses_nothing(pipeline_file: Path, tmp_path: Path,
+                                                                           capsys, monkeypatch):
+    """SQLite's own "database or disk is full" (a catalog that may not grow: max_page_count, as a full disk
+    does it) is an error of the machine in any stage: exit 1 with what to do, no internal error, no traceback;
+    what was recorded stays, and the run finishes once there is room."""
+    from curate.catalog.db import Database
+
+    pipeline, run_dir = in_process(pipeline_file), tmp_path / "run"
+    assert main(["run", str(pipeline), "--no-progress", "--only", "synsets"]) == 0
+    connect = Database._connect
+
+    def no_room(self):
+        db = connect(self)
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages + 1}")
+        return db
+
+    monkeypatch.setattr(Database, "_connect", no_room)
+    capsys.readouterr()
+    assert main(["run", str(pipeline), *RUN]) == 1
+    err = capsys.readouterr().err
+    assert "the disk is full (SQLite: database or disk is full); free space and run again" in err, err
+    assert "internal error" not in err and "Traceback" not in err
+    monkeypatch.undo()
+    assert main(["run", str(pipeline), *RUN]) == 0
+    assert "pending" not in statuses(run_dir) and statuses(run_dir).get("downloaded", 0) > 10

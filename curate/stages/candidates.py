@@ -39,7 +39,8 @@ IDLE_S = 0.5  # the executor hands control back this often while nothing finishe
 class DownloadConfig(Section):
     workers: int = Field(16, ge=1, le=512, description="downloads in flight (spread over run.executor's processes)")
     timeout_s: float = Field(20.0, gt=0, description="connect and per-read timeout")
-    deadline_s: float = Field(60.0, gt=0, description="wall-clock limit per download, retries included")
+    deadline_s: float = Field(60.0, gt=0, description="wall-clock limit per download (DNS, connect, TLS, "
+                              "headers, body), retries included; time queued for a host's limits not counted")
     retries: int = Field(2, ge=0)
     max_redirects: int = Field(5, ge=0)
     max_bytes: int = Field(25_000_000, gt=0)
@@ -50,8 +51,10 @@ class DownloadConfig(Section):
     allow_private_networks: bool = Field(
         False, description="follow URLs to loopback, private and link-local addresses (refused by default)"
     )
-    per_host_workers: int = Field(8, ge=0, description="downloads at once from one host; 0 = no limit")
-    per_host_rate: float = Field(0.0, ge=0, description="download starts per second on one host; 0 = no limit")
+    per_host_workers: int = Field(8, ge=0, description="requests at once to one host (a redirect hop counts "
+                                  "for its own host); 0 = no limit")
+    per_host_rate: float = Field(0.0, ge=0, description="request starts per second on one host (redirect hops "
+                                 "included); 0 = no limit")
     respect_noai: bool = Field(True, description="skip images served with X-Robots-Tag: noai / noimageai")
 
 
