@@ -234,3 +234,17 @@ def test_finished_downloads_reach_the_catalog_while_others_hang(pipeline_file: P
     assert {url: seen.get(url) for url in good + hung} == {**dict.fromkeys(good, "downloaded"),
                                                            **dict.fromkeys(hung, "pending")}
     assert ended == 0 and {catalog_statuses(catalog)[url] for url in hung} == {"failed"}
+
+
+def test_pending_downloads_take_the_hosts_in_turn():
+    """A host whose limits make its downloads queue must not hold every fetch thread while the other hosts'
+    candidates wait behind a long run of its URLs: the work is handed out one host at a time in turn."""
+    from curate.stages.candidates import interleave_hosts
+
+    rows = [{"id": i, "url": url} for i, url in enumerate([
+        "https://slow.example/1.jpg", "https://slow.example/2.jpg", "https://slow.example/3.jpg",
+        "https://slow.example/4.jpg", "https://b.example/1.jpg", "http://[bad/x.jpg", "file:///corpus/a.jpg",
+        "https://b.example/2.jpg"])]
+    order = [row["id"] for row in interleave_hosts(rows)]
+    # hosts by first appearance (slow.example, b.example, none: a malformed URL and a file), each in its order
+    assert order == [0, 4, 5, 1, 7, 6, 2, 3]

@@ -19,8 +19,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -130,7 +132,8 @@ class CandidatesStage(Stage):
         from curate.engine import IngestTask
 
         cfg = ctx.config.candidates.download
-        feed = _Feed([({"id": row["id"], "url": row["url"]}, file_roots.get(row["source"])) for row in pending])
+        feed = _Feed([({"id": row["id"], "url": row["url"]}, file_roots.get(row["source"]))
+                      for row in interleave_hosts(pending)])
         task = IngestTask(cfg.model_dump(), ctx.config.candidates.quality.model_dump(), ctx.store.root,
                           ctx.store.jpeg_quality)
         with ctx.progress(total=len(pending), desc="download", unit="img") as bar:
@@ -161,6 +164,21 @@ class CandidatesStage(Stage):
         groups = near_duplicate_groups(list(hashes.items()), distance)
         representative = {sha: group[0] for group in groups for sha in group}
         return ctx.catalog.mark_near_duplicates(representative)
+
+
+def interleave_hosts(rows: list[Any]) -> list[Any]:
+    """``rows`` (with a ``url``) taken one host at a time in turn, each host's in their own order: a host whose
+    ``per_host_*`` limits make downloads queue holds as few fetch threads as the mix allows, instead of a
+    long run of its URLs holding them all while other hosts' candidates wait behind."""
+    by_host: dict[str, list[Any]] = {}
+    for row in rows:
+        try:
+            host = urlsplit(row["url"]).hostname or ""
+        except ValueError:  # a malformed URL fails at fetch time with its reason
+            host = ""
+        by_host.setdefault(host, []).append(row)
+    turns = zip_longest(*by_host.values())
+    return [row for turn in turns for row in turn if row is not None]
 
 
 class _Feed:
