@@ -1,19 +1,22 @@
 """``file://`` reads of special files: a FIFO in a source folder and a link to ``/dev/zero`` fail at once
 with a clear error instead of hanging or reading without end; a regular file is read up to the byte cap.
 
-Each fetch runs on a thread that the test waits for with a generous bound, so a regression fails the test
+Each fetch runs on a thread that the test waits for with a generous bound (the /dev/zero one in a child with
+little address space), so a regression fails the test
 instead of hanging the suite (the FIFO is then opened for writing, which lets the stuck reader go)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from http_fixtures import PNG_BYTES
 
-from curate.http import Fetcher, FetchError, FileRoot
+from curate.http import Fetcher, FetchError
 from curate.sources import Query, create_source
 from curate.sources.local import LocalSourceConfig
 
@@ -56,13 +59,25 @@ def test_a_fifo_in_a_local_source_folder_fails_at_once(tmp_path: Path):
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_a_link_to_dev_zero_in_a_tree_of_links_is_refused(tmp_path: Path):
     """With ``links_out`` a link may lead anywhere; a device behind it is still not read (it has no size
-    to check and no end)."""
+    to check and no end). The fetch runs in a child limited to 1 GiB of address space, so a regression that
+    reads on fails there (MemoryError) instead of taking the machine's memory."""
     (tmp_path / "dog").mkdir()
     (tmp_path / "dog" / "zero.png").symlink_to("/dev/zero")
-    root = FileRoot(tmp_path, links_out=True)
-    message = outcome_within(15, lambda: Fetcher(max_bytes=1000).fetch((tmp_path / "dog" / "zero.png").as_uri(),
-                                                                       file_root=root))
-    assert message == f"cannot read {tmp_path / 'dog' / 'zero.png'}: not a regular file (a character device)"
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from curate.http import Fetcher, FetchError, FileRoot\n"
+        "root = Path(sys.argv[1])\n"
+        "import curate.netguard, curate.hostgate, curate.netclock, curate.machine\n"  # loaded before the limit
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
+        "try:\n"
+        "    Fetcher(max_bytes=1000).fetch((root / 'dog' / 'zero.png').as_uri(), file_root=FileRoot(root, True))\n"
+        "except FetchError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == f"cannot read {tmp_path / 'dog' / 'zero.png'}: not a regular file (a character " \
+        "device)", done.stdout + done.stderr[-2000:]
 
 
 def test_a_folder_is_not_a_file(tmp_path: Path):
