@@ -1,13 +1,13 @@
 """The kill-and-resume harness's machinery (tests/test_kill_resume.py): kill ``curate run`` at a moment,
 check what the kill left, and take a snapshot of a finished run to compare with an uninterrupted one.
 
-A :class:`Moment` is a stage and a trigger: a new line of the run's log matching ``after`` (a stage starting, an
-embedding pass, a training epoch) or a path appearing in the run directory (``report.incomplete``), then a
-seeded delay. :func:`kill_at` starts the command in a session of its own, waits for the trigger, sends SIGKILL
-and reads where the kill landed: the stage whose ``stage_runs`` row the kill left ``running``, and whether the
-moment's ``unfinished`` output was still missing. Every process of the killed one's session must be gone
-within :data:`WORKERS_GRACE_S` (workers that outlive their driver are a leak; torch's loader workers check
-their parent every 5 s).
+A :class:`Moment` is a stage and a trigger: the n-th new line of the run's log matching ``after`` (a stage
+starting, an embedding pass, a training epoch, an import request) or a path appearing in the run directory
+(``report.incomplete``), then a seeded delay. :func:`kill_at` starts the command as the leader of a new process
+group (``setsid``), waits for the trigger, sends SIGKILL to the command alone and reads where the kill landed:
+the stage whose ``stage_runs`` row the kill left ``running``, and whether the moment's ``unfinished`` output was
+still missing. Every process of the killed one's group must be gone within :data:`WORKERS_GRACE_S` (workers
+that outlive their driver are a leak; torch's loader workers check their parent every 5 s).
 
 Reads: the run directory (log, catalog read-only, exports, benchmark results). Writes: nothing there.
 Failure: a trigger that never comes within the moment's deadline ends the process and is recorded as a
@@ -16,6 +16,7 @@ kill that landed nowhere (``landed`` is None), never as a pass.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -81,7 +82,7 @@ def kill_at(command: list[str], run_dir: Path, moment: Moment, rng: Random, env:
             proc.wait()
     kill.landed = running_stage(run_dir)
     kill.inside = triggered and kill.landed == moment.stage and (moment.unfinished is None or unfinished)
-    kill.leftover_workers = wait_for_session_end(proc.pid)
+    kill.leftover_workers = wait_for_group_end(proc.pid)
     return kill
 
 
@@ -114,8 +115,8 @@ def running_stage(run_dir: Path) -> str | None:
     return rows[0][0] if rows and rows[0][1] == "running" else None
 
 
-def session_members(sid: int) -> list[str]:
-    """Live (not zombie) processes of session ``sid``: 'pid cmdline' each."""
+def group_members(pgid: int) -> list[str]:
+    """Live (not zombie) processes of process group ``pgid``: 'pid cmdline' each."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -125,19 +126,20 @@ def session_members(sid: int) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, IndexError):
             continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp, session
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp
             found.append(f"{entry.name} {cmdline[:160]}")
     return found
 
 
-def wait_for_session_end(sid: int, grace_s: float = WORKERS_GRACE_S) -> list[str]:
-    """Wait until no process of the killed command's session lives; return the ones still alive after
+def wait_for_group_end(pgid: int, grace_s: float = WORKERS_GRACE_S) -> list[str]:
+    """Wait until no process of the killed command's group lives; return the ones still alive after
     ``grace_s`` (then killed, so one leak does not slow down the rest)."""
     deadline = time.monotonic() + grace_s
-    while (alive := session_members(sid)) and time.monotonic() < deadline:
+    while (alive := group_members(pgid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     if alive:
-        os.killpg(sid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
     return alive
 
 

@@ -11,7 +11,7 @@ killed at the next moment of the seed's list (see :data:`MOMENTS`; the delay ins
 files (hashes; the datasheet without its creation time), ``labels.csv``, the votes, tasks, labels, decisions,
 issues, candidates and images tables, the noise report's tables and the benchmark's numbers; no vote twice
 per (task, annotator), no image stored twice or without its row; no ``*.incomplete``/``*.previous``/``*.tmp``
-left; and after every kill no process of the killed command's session alive (its workers end on their own).
+left; and after every kill no process of the killed command's process group alive (its workers end on their own).
 At least 80% of the kills must land inside their stage (the stage running and its output not yet written).
 The datasheet's ``labeling`` section is compared without the annotate stage's per-run counts
 (:data:`RUN_INCREMENTS`): it copies the last run's stats, so after a resumed annotate it says what that run
@@ -44,13 +44,24 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from random import Random
 
 import pytest
 from conftest import CAT, COMPUTER_MOUSE, DOG, HOTDOG, MOUSE, draw_image, pipeline_dict, write_pipeline
-from killharness import Kill, Moment, catalog_snapshot, duplicates, kill_at, leftovers, query, snapshot
+from killharness import (
+    Kill,
+    Moment,
+    catalog_snapshot,
+    duplicates,
+    kill_at,
+    leftovers,
+    query,
+    snapshot,
+    wait_for_group_end,
+)
 from test_labelstudio import SMALL, Server, answer_all, build_small_corpus, project_id, remote_tasks
 
 from curate.catalog import Catalog
@@ -155,6 +166,23 @@ def assert_kills_landed(kills: list[Kill]) -> None:
 
 def differences(result: dict, reference: dict) -> dict:
     return {key: (value, reference[key]) for key, value in result.items() if value != reference[key]}
+
+
+def test_the_harness_sees_a_worker_that_outlives_its_killed_driver(tmp_path: Path):
+    """The check itself: a driver whose child ignores its death is reported (and the child ended)."""
+    driver = [sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '60']); "
+              "print('[synsets] choose', flush=True); time.sleep(60)"]
+    (tmp_path / "logs").mkdir()
+    with (tmp_path / "logs" / "curate.log").open("w") as log:
+        proc = subprocess.Popen(driver, stdout=log, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while "choose" not in (tmp_path / "logs" / "curate.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+        leftover = wait_for_group_end(proc.pid, grace_s=1.0)
+    assert [line.split(" ", 1)[1].strip() for line in leftover] == ["sleep 60"]
+    assert wait_for_group_end(proc.pid, grace_s=1.0) == []
 
 
 # --------------------------------------------------------------------------------- offline scenario
