@@ -72,7 +72,7 @@ def kill_at(command: list[str], run_dir: Path, moment: Moment, rng: Random, env:
     try:
         triggered = _wait_for_trigger(proc, log_file, offset, run_dir, moment, kill.nth)
         if triggered:
-            time.sleep(kill.delay)
+            _sleep_within_stage(log_file, offset, moment.stage, kill.delay)
         unfinished = moment.unfinished is not None and not (run_dir / moment.unfinished).exists()
         proc.send_signal(signal.SIGKILL)  # the driver only: its workers must end on their own
         proc.wait()
@@ -88,15 +88,42 @@ def kill_at(command: list[str], run_dir: Path, moment: Moment, rng: Random, env:
 
 def _wait_for_trigger(proc: subprocess.Popen, log_file: Path, offset: int, run_dir: Path, moment: Moment,
                       nth: int) -> bool:
+    """True once the trigger came; False when the process ended, the deadline passed or the stage ended (or had
+    nothing to do) without it: the kill then comes at once, so one missed moment does not run the pipeline on
+    past the stages of the moments after it."""
     pattern = re.compile(moment.after) if moment.after else None
+    ended, started = _stage_ended(moment.stage), time.time()
     deadline = time.monotonic() + moment.deadline_s
     while proc.poll() is None and time.monotonic() < deadline:
         if pattern is not None and _new_lines_matching(log_file, offset, pattern) >= nth:
             return True
-        if moment.appears is not None and (run_dir / moment.appears).exists():
+        if moment.appears is not None and _created_since(run_dir / moment.appears, started):
             return True
+        if _new_lines_matching(log_file, offset, ended):
+            return False
         time.sleep(POLL_S)
     return False
+
+
+def _created_since(path: Path, started: float) -> bool:
+    """``path`` exists and was written since ``started`` (not a staging folder an earlier kill left)."""
+    try:
+        return path.stat().st_mtime >= started
+    except OSError:
+        return False
+
+
+def _stage_ended(stage: str) -> re.Pattern:
+    return re.compile(rf"\[{re.escape(stage)}\] (done|waiting|nothing to do)")
+
+
+def _sleep_within_stage(log_file: Path, offset: int, stage: str, delay: float) -> None:
+    """Sleep ``delay`` seconds, or less when the stage ends first (a kill that misses its stage then lands just
+    after it, not stages later where the next moments would find their stages done)."""
+    ended = _stage_ended(stage)
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and not _new_lines_matching(log_file, offset, ended):
+        time.sleep(POLL_S)
 
 
 def _new_lines_matching(log_file: Path, offset: int, pattern: re.Pattern) -> int:
