@@ -11,6 +11,7 @@ from conftest import CAT, DOG, pipeline_dict, write_pipeline
 from PIL import Image, ImageDraw, ImageFilter
 
 from curate.cli import main
+from curate.quality import near_duplicate_groups
 
 
 def photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
@@ -72,3 +73,15 @@ def test_quality_and_near_duplicates_before_the_crowd(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     for reason in ("too_dark", "blurry", "aspect_ratio"):
         assert f"rejected  {reason}" in out
+    assert "near_duplicate=1" in (tmp_path / "run" / "logs" / "curate.log").read_text()
+
+    # what the datasheet reports: the near duplicates set aside in all runs, not those the last run marked
+    # (a resumed candidates stage marks only what is new: 0 here)
+    from curate.catalog import Catalog
+
+    catalog = Catalog(tmp_path / "run" / "catalog.sqlite")
+    representative = {sha: group[0] for group in near_duplicate_groups(list(catalog.image_phashes().items()), 4)
+                      for sha in group}
+    assert catalog.mark_near_duplicates(representative) == 0
+    assert catalog.count_near_duplicates() == 1
+    catalog.close()

@@ -183,6 +183,12 @@ class CollectionTables(Database):
             db.executemany("UPDATE candidates SET status = 'duplicate', error = ? WHERE id = ?", marks)
             return len(marks)
 
+    def count_near_duplicates(self) -> int:
+        """Candidates set aside as near duplicates of another picture of their class (all runs together)."""
+        return self.scalar("SELECT COUNT(*) FROM candidates "
+                           "WHERE status = 'duplicate' AND error LIKE 'near duplicate of %'")
+
+
 def _in(db: sqlite3.Connection, sql: str, values: list[Any], chunk: int = 500) -> list[tuple]:
     """Rows of ``sql`` whose ``IN ({})`` takes ``values``, asked in chunks under SQLite's variable limit."""
     rows: list[tuple] = []

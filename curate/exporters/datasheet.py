@@ -94,8 +94,13 @@ def _collection(ctx: Any, table: pd.DataFrame) -> dict[str, Any]:
         "candidates_by_status": statuses,
         "exact_duplicates": {"within_class": statuses.get("duplicate", 0),
                              "across_classes": ctx.catalog.count_issues("cross_class_duplicate")},
-        "near_duplicates_set_aside": ctx.catalog.stage_stats().get("candidates", {}).get("near_duplicate", 0),
+        "near_duplicates_set_aside": ctx.catalog.count_near_duplicates(),
     }
+
+
+# what one run of the annotate stage did, not what the dataset holds: a resumed or repeated run counts only
+# its own part of these (the totals come from the catalog: votes, annotators, labels, accepted, rejected)
+RUN_COUNTS = frozenset({"seconds", "new_tasks", "new_votes", "votes_revised", "labels_changed", "more_votes_asked"})
 
 
 def _labeling(ctx: Any, table: pd.DataFrame) -> dict[str, Any]:
@@ -106,7 +111,7 @@ def _labeling(ctx: Any, table: pd.DataFrame) -> dict[str, Any]:
         "votes_per_image": ctx.config.annotate.votes_per_image,
         **ctx.catalog.vote_totals(),
         "question": "Is this a <first lemma>? (<gloss>)",
-        **{k: v for k, v in stats.items() if k != "seconds"},
+        **{k: v for k, v in stats.items() if k not in RUN_COUNTS},
         "votes_per_exported_image": {
             "mean": round(statistics.fmean(votes), 3) if votes else None,
             "median": statistics.median(votes) if votes else None,
