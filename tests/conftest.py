@@ -108,3 +108,19 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def pipeline_file(tmp_path: Path, corpus: Path) -> Path:
     return write_pipeline(tmp_path / "pipeline.yaml", pipeline_dict(corpus, tmp_path / "run"))
+
+
+def require_labelstudio() -> None:
+    """Skip (or, with CURATE_REQUIRE_LABELSTUDIO=1 as `make test` sets it, fail) when Label Studio is not
+    installed beside curate."""
+    import os
+
+    from curate.labelstudio import LabelStudioError
+    from curate.labelstudio.server import find_executable
+
+    try:
+        find_executable()
+    except LabelStudioError as exc:
+        if os.environ.get("CURATE_REQUIRE_LABELSTUDIO") == "1":
+            pytest.fail(f"CURATE_REQUIRE_LABELSTUDIO=1 but {exc}")
+        pytest.skip(f"Label Studio is not installed (run `make labelstudio`): {exc}")

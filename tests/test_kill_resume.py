@@ -49,7 +49,17 @@ from pathlib import Path
 from random import Random
 
 import pytest
-from conftest import CAT, COMPUTER_MOUSE, DOG, HOTDOG, MOUSE, draw_image, pipeline_dict, write_pipeline
+from conftest import (
+    CAT,
+    COMPUTER_MOUSE,
+    DOG,
+    HOTDOG,
+    MOUSE,
+    draw_image,
+    pipeline_dict,
+    require_labelstudio,
+    write_pipeline,
+)
 from killharness import (
     Kill,
     Moment,
@@ -66,9 +76,7 @@ from test_labelstudio import SMALL, Server, answer_all, build_small_corpus, proj
 from curate.catalog import Catalog
 from curate.cli import main
 from curate.crowd.truth import make_truth
-from curate.labelstudio import LabelStudioError
 from curate.labelstudio.client import connect
-from curate.labelstudio.server import find_executable
 
 pytestmark = [pytest.mark.slow, pytest.mark.kill]
 
@@ -240,12 +248,7 @@ LS_MOMENTS = [
 def labelstudio(tmp_path_factory) -> dict:
     """A Label Studio server for the module (its document root pytest's base folder), three annotators, and
     the environment that points ``curate run`` at it."""
-    try:
-        find_executable()
-    except LabelStudioError as exc:
-        if os.environ.get("CURATE_REQUIRE_LABELSTUDIO") == "1":
-            pytest.fail(f"CURATE_REQUIRE_LABELSTUDIO=1 but {exc}")
-        pytest.skip(f"Label Studio is not installed (run `make labelstudio`): {exc}")
+    require_labelstudio()
     server = Server(tmp_path_factory.mktemp("kill-ls-server"), tmp_path_factory.getbasetemp())
     try:
         with connect(server.url, server.token) as ls:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import socket
 import sqlite3
@@ -21,16 +20,15 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from conftest import CORPUS_SPEC, DOG, draw_image, pipeline_dict, write_pipeline
+from conftest import CORPUS_SPEC, DOG, draw_image, pipeline_dict, require_labelstudio, write_pipeline
 
 from curate.catalog import Catalog
 from curate.cli import main
 from curate.crowd.labelstudio import NO_EXAMPLES, LabelStudioCrowd, LabelStudioCrowdConfig
 from curate.crowd.truth import make_truth
 from curate.errors import StageError
-from curate.labelstudio import LabelStudioError
 from curate.labelstudio.client import connect
-from curate.labelstudio.server import find_executable, start_server
+from curate.labelstudio.server import start_server
 from curate.layout import RunLayout
 
 SMALL = (0, 1, 2, 8, 9, 10, 16, 17, 24, 26)  # 3 dogs, 3 cats, 2 mice, a hot dog, a computer mouse
@@ -80,12 +78,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    try:
-        find_executable()
-    except LabelStudioError as exc:
-        if os.environ.get("CURATE_REQUIRE_LABELSTUDIO") == "1":
-            pytest.fail(f"CURATE_REQUIRE_LABELSTUDIO=1 but {exc}")
-        pytest.skip(f"Label Studio is not installed (run `make labelstudio`): {exc}")
+    require_labelstudio()
     root = tmp_path_factory.getbasetemp()
     srv = Server(tmp_path_factory.mktemp("ls-server"), root)
     yield srv
