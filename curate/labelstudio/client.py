@@ -19,7 +19,7 @@ from typing import Any
 
 from curate.credentials import env_name_problem, note_destination
 from curate.labelstudio import TOKEN_ENV, URL_ENV, LabelStudioError
-from curate.labelstudio.server import read_json
+from curate.labelstudio.files import read_json
 from curate.layout import RunLayout
 
 

@@ -42,6 +42,7 @@ from curate.labelstudio import (
     LabelStudioError,
     PortBusy,
 )
+from curate.labelstudio.files import read_json
 from curate.layout import RunLayout
 from curate.lock import RunDirectoryBusy, RunLock
 
@@ -131,14 +132,6 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def credentials(layout: RunLayout) -> Credentials:
