@@ -119,14 +119,16 @@ def stage_names() -> list[str]:
 
 @cache
 def _plugin_tags() -> frozenset[str]:
-    """Every plug-in ``type`` name: pydantic puts the chosen tag into error locations; we leave it out."""
-    from curate.crowd import AGGREGATORS, BACKENDS
-    from curate.executors import EXECUTORS
-    from curate.exporters import WRITERS
-    from curate.modes import MODES
-    from curate.sources import SOURCES
-
-    return frozenset(n for reg in (SOURCES, BACKENDS, AGGREGATORS, WRITERS, MODES, EXECUTORS) for n in reg.names())
+    """Every plug-in ``type`` name in the pipeline model: pydantic puts the chosen tag into error locations;
+    we leave it out. Found by walking the model's sections, so every plug-in the model accepts is known."""
+    seen: set[type[BaseModel]] = set()
+    pending: list[type[BaseModel]] = [pipeline_model()]
+    while pending:
+        model = pending.pop()
+        if model not in seen:
+            seen.add(model)
+            pending += [m for field in model.model_fields.values() for m in _models_in(field.annotation)]
+    return frozenset(tag for model in seen if (tag := _type_tag(model)) is not None)
 
 
 # --------------------------------------------------------------------------- loading

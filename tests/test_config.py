@@ -140,6 +140,19 @@ def test_the_pipeline_model_is_assembled_from_the_registries():
     assert list(pipeline_model().model_fields) == ["run", *STAGES.names()]
 
 
+def test_the_plugin_tags_left_out_of_error_paths_are_found_in_the_pipeline_model():
+    """Every plug-in ``type`` of every registry, found by walking the model (config imports no plug-in registry)."""
+    from curate.config import _plugin_tags
+    from curate.crowd import AGGREGATORS, BACKENDS
+    from curate.executors import EXECUTORS
+    from curate.exporters import WRITERS
+    from curate.modes import MODES
+    from curate.sources import SOURCES
+
+    registries = (SOURCES, BACKENDS, AGGREGATORS, WRITERS, MODES, EXECUTORS)
+    assert _plugin_tags() == {name for registry in registries for name in registry.names()}
+
+
 def test_the_demo_pipeline_is_valid():
     from conftest import REPO
 
