@@ -35,9 +35,9 @@ from typing import Any
 
 import yaml
 
-from curate.config import weights_spec
 from curate.errors import ConfigError
 from curate.layout import RunLayout
+from curate.sections import weights_spec
 
 log = logging.getLogger(__name__)
 PIPELINE_NAME = "pipeline.yaml"

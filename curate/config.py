@@ -3,7 +3,8 @@
 Reads: a YAML file plus ``--set a.b=c`` overrides. The pipeline model is built from the stage
 registry (one section per stage, each stage's ``Config`` beside the stage) and, inside the sections,
 from the plug-in registries as pydantic discriminated unions on ``type`` (``type: local`` picks the
-local source's model; a bare name such as ``backend: simulated`` is short for ``{type: simulated}``).
+local source's model; a bare name such as ``backend: simulated`` is short for ``{type: simulated}``; the
+base classes and unions come from :mod:`curate.sections`, which plug-ins and stages import instead of this module).
 Every model rejects unknown keys; all problems are collected and raised together as one
 :class:`~curate.errors.ConfigError` (exit 2), each prefixed with its YAML path. Relative paths are
 resolved against the folder holding the YAML file (each section knows its path fields through
@@ -18,67 +19,13 @@ from __future__ import annotations
 import difflib
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from curate.errors import ConfigError
-
-
-class Section(BaseModel):
-    """Base of every config block: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    def resolve_paths(self, base: Path) -> None:
-        """Make relative ``Path`` fields absolute against ``base``, recursing into sub-sections."""
-        for name, value in list(self):
-            if isinstance(value, Path):
-                setattr(self, name, (base / value).resolve())
-            for child in value if isinstance(value, list) else [value]:
-                if isinstance(child, Section):
-                    child.resolve_paths(base)
-
-    def check_inputs(self, where: str) -> list[str]:
-        """Problems with the files and folders this section names (``where`` is its YAML path)."""
-        problems: list[str] = []
-        for name, value in self:
-            children = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-            for index, child in children:
-                if isinstance(child, Section):
-                    problems += child.check_inputs(f"{where}.{name}" + (f".{index}" if index is not None else ""))
-        return problems
-
-
-def _type_shorthand(default: str | None) -> Any:
-    def expand(value: Any) -> Any:
-        if isinstance(value, str):
-            return {"type": value}
-        if default is not None and isinstance(value, dict) and "type" not in value:
-            return {"type": default, **value}  # --set run.executor.processes=4 on a default plug-in
-        return value
-
-    return expand
-
-
-def plugin_config(registry: Any, default: str | None = None) -> Any:
-    """The config type for one plug-in of ``registry``: a discriminated union of their ``Config``s. A bare
-    name stands for ``{type: name}``; a mapping without ``type`` means the ``default`` plug-in, if any."""
-    configs = tuple(registry.configs())
-    union = configs[0] if len(configs) == 1 else Union[configs]  # noqa: UP007 (built at run time)
-    return Annotated[union, Field(discriminator="type"), BeforeValidator(_type_shorthand(default))]
-
-
-def weights_spec(value: str, base: Path) -> str:
-    """``imagenet`` | ``none`` | a state_dict path, made absolute against ``base``."""
-    return value if value in ("imagenet", "none") else str((base / value).resolve())
-
-
-def weights_problem(value: str | None, where: str) -> list[str]:
-    if value and value not in ("imagenet", "none") and not Path(value).is_file():
-        return [f"{where}: file not found: {value}"]
-    return []
+from curate.sections import Section, plugin_config
 
 
 @cache

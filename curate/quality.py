@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
-from curate.config import Section
+from curate.sections import Section
 
 # Longest side of the grey copy every measure runs on. A fixed size makes sharpness comparable across
 # resolutions (a Laplacian sees per-pixel detail, so the same scene scores higher when downscaled) and

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Literal
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from curate.config import Section, plugin_config
 from curate.registry import Registry
+from curate.sections import Section, plugin_config
 
 
 class Alpha:

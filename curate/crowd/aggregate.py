@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from curate.config import Section
-from curate.crowd import AGGREGATORS
+from curate.crowd.base import AGGREGATORS
 from curate.registry import Plugin
+from curate.sections import Section
 
 Scores = Mapping[tuple[str, str], float]
 

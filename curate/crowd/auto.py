@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from curate.config import Section
-from curate.crowd import AGGREGATORS
 from curate.crowd.aggregate import Majority, Scores
+from curate.crowd.base import AGGREGATORS
 from curate.crowd.consensus import DynamicConsensus
 from curate.crowd.crowdlab import Crowdlab
 from curate.registry import Plugin
+from curate.sections import Section
 
 FIRST_VOTES = 1  # annotate.votes_per_image when unset under auto
 FIRST_VOTES_OTHERWISE = 3  # ... and under any other aggregator (the default before auto)

@@ -1,4 +1,6 @@
-"""The crowd-backend protocol: push verification tasks, pull votes, and say what the crowd still owes.
+"""The crowd-backend protocol (push verification tasks, pull votes, say what the crowd still owes) and the
+crowd's registries, :data:`BACKENDS` and :data:`AGGREGATORS`, which every backend and aggregator module
+registers itself in (the package's ``__init__`` imports them all).
 
 A task asks one yes/no question about one image and one class: "Is this a <lemma>? <gloss>".
 A backend is one module: a class with a ``name`` (``annotate.backend.type`` in YAML), a ``Config``
@@ -23,7 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from curate.config import Section
+from curate.registry import Registry
+from curate.sections import Section
+
+BACKENDS: Registry[Any] = Registry("crowd backend")
+AGGREGATORS: Registry[Any] = Registry("aggregator")
 
 
 @dataclass(frozen=True)

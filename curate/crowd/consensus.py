@@ -31,10 +31,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from curate.config import Section
-from curate.crowd import AGGREGATORS
 from curate.crowd.aggregate import Scores, TaskVotes, below_cap, group_votes, label_row, second_look
+from curate.crowd.base import AGGREGATORS
 from curate.registry import Plugin
+from curate.sections import Section
 
 log = logging.getLogger(__name__)
 

@@ -43,10 +43,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from curate.config import Section
-from curate.crowd import AGGREGATORS
 from curate.crowd.aggregate import Scores, TaskVotes, below_cap, group_votes, label_row
+from curate.crowd.base import AGGREGATORS
 from curate.registry import Plugin
+from curate.sections import Section
 
 NO_OPINION = 0.5  # the noise stage's annotator table: a task without a score
 PROB_FLOOR = 1e-6  # the model's P is clipped to [1e-6, 1 - 1e-6]: finite log-odds

@@ -13,10 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from curate.config import Section
-from curate.crowd import BACKENDS
-from curate.crowd.base import Vote
+from curate.crowd.base import BACKENDS, Vote
 from curate.errors import ConfigError
+from curate.sections import Section
 
 ANNOTATOR = "given"
 

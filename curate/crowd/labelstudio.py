@@ -56,11 +56,11 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
-from curate.config import Section
-from curate.crowd import BACKENDS
-from curate.crowd.base import Vote, task_question
+from curate.crowd.base import BACKENDS, Vote, task_question
 from curate.errors import StageError
 from curate.labelstudio import TOKEN_ENV, URL_ENV, LabelStudioError
+from curate.labelstudio.files import read_json
+from curate.sections import Section
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +290,6 @@ class LabelStudioCrowd:
                           error=lambda message: StageError(self.stage, message))
 
     def _state(self) -> dict[str, Any]:
-        from curate.labelstudio.server import read_json
-
         return read_json(self.layout.labelstudio_projects)
 
     def _known_project(self) -> dict[str, Any]:

@@ -34,9 +34,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from curate.config import Section
-from curate.crowd import BACKENDS
-from curate.crowd.base import Vote
+from curate.crowd.base import BACKENDS, Vote
+from curate.sections import Section
 
 log = logging.getLogger(__name__)
 HARD_ACCURACY_SPREAD = 0.2  # hard items range from misleading to nearly easy around ``hard_accuracy``

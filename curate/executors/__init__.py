@@ -24,49 +24,11 @@ Two more parts of the protocol:
 
 An executor reads and writes nothing itself; the task does. On failure: :class:`TaskError` from the
 executor's module when a task lets an exception escape, or cannot be set up where it runs.
+The protocol classes and the registry, :data:`EXECUTORS`, live in :mod:`.base`, which the executor modules
+import; importing this package registers them all.
 """
 
-from __future__ import annotations
+from curate.executors import local  # noqa: F401  (registers 'local')
+from curate.executors.base import EXECUTORS, Executor, Task, create_executor
 
-from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, Protocol
-
-from curate.config import Section
-from curate.registry import Registry
-
-
-class Task(Protocol):
-    def setup(self, shards: int) -> None:
-        """Prepare where the task runs (sessions, stores); ``shards``: how many copies run side by side."""
-        ...
-
-    def fetch(self, item: Any) -> Any:
-        """The waiting part of one item (I/O); its return value goes to :meth:`process`."""
-        ...
-
-    def process(self, fetched: Any) -> Any:
-        """The computing part of one item; returns the item's result."""
-        ...
-
-    def crashed(self, item: Any, reason: str) -> Any:
-        """The result of an item whose processing kept killing the process running it; ``reason`` says how."""
-        ...
-
-
-class Executor(Protocol):
-    name: ClassVar[str]
-    description: ClassVar[str]
-    Config: ClassVar[type[Section]]
-
-    def map_unordered(self, task: Task, items: Iterable[Any], workers: int,
-                      idle_s: float | None = None) -> Iterator[tuple[Any, Any] | None]: ...
-
-
-EXECUTORS: Registry[Any] = Registry("executor")
-
-
-def create_executor(config: Any) -> Executor:
-    return EXECUTORS.get(config.type)(config)
-
-
-from curate.executors import local  # noqa: E402,F401  (registers 'local')
+__all__ = ["EXECUTORS", "Executor", "Task", "create_executor"]

@@ -40,9 +40,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from curate.config import Section
-from curate.executors import EXECUTORS, Task
+from curate.executors.base import EXECUTORS, Task
 from curate.registry import Plugin
+from curate.sections import Section
 
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_WORKER = 2

@@ -26,7 +26,7 @@ from pathlib import Path, PurePath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from curate import __version__
-from curate.exporters import WRITERS
+from curate.exporters.base import WRITERS
 from curate.exporters.common import export_classes
 
 if TYPE_CHECKING:

@@ -24,12 +24,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from curate.config import Section
-from curate.exporters import WRITERS
+from curate.exporters.base import WRITERS
 from curate.exporters.common import TEXT_COLUMNS, ExportClass, export_classes, provenance_record
 from curate.exporters.datasheet import markdown_cell
 from curate.exporters.imagenet import link_or_copy
 from curate.registry import Plugin
+from curate.sections import Section
 
 if TYPE_CHECKING:
     import pandas as pd

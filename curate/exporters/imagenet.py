@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from curate.config import Section
-from curate.exporters import WRITERS
+from curate.exporters.base import WRITERS
 from curate.exporters.common import link_or_copy
 from curate.registry import Plugin
+from curate.sections import Section
 
 if TYPE_CHECKING:
     import pandas as pd

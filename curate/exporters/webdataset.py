@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from curate.config import Section
-from curate.exporters import WRITERS
+from curate.exporters.base import WRITERS
 from curate.exporters.common import ExportClass, export_classes, provenance_record
 from curate.registry import Plugin
+from curate.sections import Section
 
 if TYPE_CHECKING:
     import pandas as pd

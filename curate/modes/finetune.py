@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from curate.modes import MODES, Job
+from curate.modes.base import MODES, Job
 from curate.modes.training import ImageTrainingConfig, run_training, warmup_below_epochs
 from curate.registry import Plugin
 

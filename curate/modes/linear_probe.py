@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from curate.config import Section
-from curate.modes import MODES, Job
+from curate.modes.base import MODES, Job
 from curate.registry import Plugin
+from curate.sections import Section
 
 
 @MODES.register

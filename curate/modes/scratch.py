@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from curate.modes import MODES, Job
+from curate.modes.base import MODES, Job
 from curate.modes.training import ImageTrainingConfig, run_training
 from curate.registry import Plugin
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from curate.config import Section
+from curate.sections import Section
 
 
 class ImageTrainingConfig(Section):

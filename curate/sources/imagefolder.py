@@ -41,9 +41,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from curate.config import Section
 from curate.errors import ConfigError
 from curate.http import FileRoot
+from curate.sections import Section
 from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source, label_problem, path_below
 from curate.sources.local import IMAGE_SUFFIXES
 from curate.sources.tabular import read_table

@@ -31,8 +31,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from curate.config import Section
 from curate.errors import ConfigError
+from curate.sections import Section
 from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source, path_below
 from curate.sources.web import INSTANCE_NAME
 

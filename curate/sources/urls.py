@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from curate.config import Section
 from curate.errors import ConfigError
+from curate.sections import Section
 from curate.sources.base import DEFAULT_USER_AGENT, SOURCES, Query, SearchHit, Source
 from curate.sources.local import tokenize, word_forms
 from curate.sources.tabular import file_format, known_suffixes, read_table

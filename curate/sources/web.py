@@ -38,8 +38,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from curate.config import Section
 from curate.netclock import Deadline, DeadlineExceeded, causes
+from curate.sections import Section
 from curate.sources.base import DEFAULT_USER_AGENT, Query, SearchHit, Source, SourceError
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from curate.config import Section, plugin_config
 from curate.crowd import AGGREGATORS, BACKENDS
 from curate.errors import ConfigError
+from curate.sections import Section, plugin_config
 from curate.stages.base import Context, Stage, StageResult, Waiting
 
 log = logging.getLogger(__name__)

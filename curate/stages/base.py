@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from curate.config import Section
+from curate.sections import Section
 
 if TYPE_CHECKING:
     from tqdm import tqdm

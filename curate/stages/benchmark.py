@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, field_validator
 
-from curate.config import Section, plugin_config, weights_problem, weights_spec
 from curate.modes import MODES
+from curate.sections import Section, plugin_config, weights_problem, weights_spec
 from curate.stages.base import Context, Stage, StageResult, fingerprint
 
 if TYPE_CHECKING:

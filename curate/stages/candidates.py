@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from curate.config import Section, plugin_config
 from curate.errors import StageError
 from curate.quality import QualityConfig
+from curate.sections import Section, plugin_config
 from curate.sources import SOURCES, Query, Source, SourceError, create_sources, instance_problems
 from curate.stages.base import Context, Stage, StageResult
 

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from curate.config import Section, plugin_config
 from curate.exporters import WRITERS
+from curate.sections import Section, plugin_config
 from curate.stages.base import Context, Stage, StageResult, fingerprint
 
 if TYPE_CHECKING:

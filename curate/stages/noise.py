@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from curate.config import Section, weights_problem, weights_spec
+from curate.sections import Section, weights_problem, weights_spec
 from curate.stages.base import Context, Stage, StageResult, fingerprint
 
 if TYPE_CHECKING:

@@ -46,9 +46,9 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from curate.catalog.decisions import review_queue
-from curate.config import Section, plugin_config
 from curate.crowd import BACKENDS
 from curate.errors import ConfigError
+from curate.sections import Section, plugin_config
 from curate.stages.base import Context, Stage, StageResult, Waiting, fingerprint
 
 log = logging.getLogger(__name__)

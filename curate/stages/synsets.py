@@ -20,8 +20,8 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from curate.config import Section
 from curate.errors import ConfigError
+from curate.sections import Section
 from curate.stages.base import Context, Stage, StageResult
 
 log = logging.getLogger(__name__)
